@@ -1,0 +1,304 @@
+"""Async client for the EU Funding & Tenders Portal search API (SEDIA), reading EDF topics."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from services.calls.domain.normalise import (
+    STATUS_CODE,
+    CallStatus,
+    NormalisedCall,
+    RowError,
+    merge_rows,
+    normalise_row,
+)
+from services.calls.domain.taxonomy import Taxonomy, load_taxonomy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "https://api.tech.ec.europa.eu/search-api/prod/rest/search"
+EDF_FRAMEWORK_PROGRAMME = "44181033"
+TOPIC_TYPE = "1"
+MAX_BAD_PAGES_IN_A_ROW = 3
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class PortalUnavailable(RuntimeError):
+    """The portal could not be read: retries exhausted or the request was refused."""
+
+    def __init__(self, message: str, *, attempts: int, last_error: str) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class PortalRejected(PortalUnavailable):
+    """The portal answered a 4xx other than 429: retrying the same request cannot help."""
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    """Where and how to poll; the service fills this from its settings."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    api_key: str = "SEDIA"
+    statuses: tuple[CallStatus, ...] = ("forthcoming", "open")
+    framework_programme: str = EDF_FRAMEWORK_PROGRAMME
+    page_size: int = 100
+    max_pages: int = 100
+    timeout_s: float = 30.0
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    retry_after_max_s: float = 300.0
+
+
+@dataclass
+class PollResult:
+    """Topics read in one poll. complete=False means some rows or pages were missed: close nothing."""
+
+    topics: list[NormalisedCall]
+    complete: bool
+    problems: list[str] = field(default_factory=list)
+    total_results: int | None = None
+    pages_read: int = 0
+    rows_read: int = 0
+
+
+def build_query(config: PortalConfig) -> dict[str, Any]:
+    """The bool/must/terms query, the only shape the search API honours."""
+    return {
+        "bool": {
+            "must": [
+                {"terms": {"type": [TOPIC_TYPE]}},
+                {"terms": {"status": [STATUS_CODE[s] for s in config.statuses]}},
+                {"terms": {"frameworkProgramme": [config.framework_programme]}},
+            ]
+        }
+    }
+
+
+def build_files(config: PortalConfig) -> dict[str, tuple[str, bytes, str]]:
+    """query, languages and sort as multipart file parts: as form fields the API answers 500."""
+
+    def part(value: Any) -> tuple[str, bytes, str]:
+        return ("blob", json.dumps(value, separators=(",", ":")).encode(), "application/json")
+
+    return {
+        "query": part(build_query(config)),
+        "languages": part(["en"]),
+        # Identifier order keeps pages stable while we walk through them.
+        "sort": part({"field": "identifier", "order": "ASC"}),
+    }
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds (delta-seconds or HTTP-date), None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def backoff_delay(attempt: int, config: PortalConfig, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter for the given failed attempt (1-based); Retry-After is a floor."""
+    ceiling = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempt - 1))
+    # Equal jitter: never less than half the step, so the backoff still grows, yet callers spread out.
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, config.retry_after_max_s))
+    return delay
+
+
+async def _post_page(
+    client: httpx.AsyncClient, config: PortalConfig, page: int, sleep: Sleep
+) -> httpx.Response:
+    """POST one page, retrying transient failures; raises PortalUnavailable when they persist."""
+    params = {
+        "apiKey": config.api_key,
+        "text": "***",
+        "pageSize": str(config.page_size),
+        "pageNumber": str(page),
+    }
+    last_error = ""
+    for attempt in range(1, config.max_attempts + 1):
+        retry_after: float | None = None
+        try:
+            response = await client.post(
+                config.endpoint, params=params, files=build_files(config), timeout=config.timeout_s
+            )
+        except httpx.TimeoutException as exc:
+            last_error = f"timeout after {config.timeout_s}s ({type(exc).__name__})"
+        except httpx.TransportError as exc:
+            last_error = f"connection error ({type(exc).__name__}: {exc})"
+        else:
+            if response.status_code < 400:
+                return response
+            if response.status_code == 429 or response.status_code >= 500:
+                last_error = f"HTTP {response.status_code}"
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            else:
+                raise PortalRejected(
+                    f"portal refused page {page}: HTTP {response.status_code} {response.text[:200]!r}",
+                    attempts=attempt,
+                    last_error=f"HTTP {response.status_code}",
+                )
+        if attempt == config.max_attempts:
+            break
+        delay = backoff_delay(attempt, config, retry_after)
+        log.warning(
+            "portal page %d attempt %d/%d failed: %s; retrying in %.2fs",
+            page,
+            attempt,
+            config.max_attempts,
+            last_error,
+            delay,
+        )
+        await sleep(delay)
+    raise PortalUnavailable(
+        f"portal unavailable: page {page} failed {config.max_attempts} times, last error: {last_error}",
+        attempts=config.max_attempts,
+        last_error=last_error,
+    )
+
+
+@dataclass
+class _Page:
+    rows: list[NormalisedCall]
+    raw_count: int
+    total: int | None
+    page_size: int | None
+    problems: list[str]
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def parse_page(body: bytes | str, page: int, taxonomy: Taxonomy) -> _Page:
+    """Decode one search page; a broken page raises ValueError, a broken row becomes a problem."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from exc
+    if not isinstance(data, Mapping):
+        raise ValueError("not a JSON object")
+    results = data.get("results")
+    if not isinstance(results, list):
+        raise ValueError("missing 'results' array")
+    rows: list[NormalisedCall] = []
+    problems: list[str] = []
+    for index, raw in enumerate(results):
+        try:
+            rows.append(normalise_row(raw, taxonomy))
+        except RowError as exc:
+            problems.append(f"page {page} row {index}: skipped: {exc}")
+    return _Page(
+        rows=rows,
+        raw_count=len(results),
+        total=_positive_int(data.get("totalResults")),
+        page_size=_positive_int(data.get("pageSize")) or None,
+        problems=problems,
+    )
+
+
+async def fetch_edf_topics(
+    config: PortalConfig | None = None,
+    *,
+    client: httpx.AsyncClient | None = None,
+    taxonomy: Taxonomy | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> PollResult:
+    """Read every page of EDF topics (forthcoming and open by default) and merge rows per topic.
+
+    Transient failures are retried and end in PortalUnavailable; malformed pages and rows are skipped
+    and reported in PollResult.problems with complete=False.
+    """
+    config = config or PortalConfig()
+    tax = taxonomy or load_taxonomy()
+    if client is None:
+        async with httpx.AsyncClient() as own_client:
+            return await _fetch(own_client, config, tax, sleep)
+    return await _fetch(client, config, tax, sleep)
+
+
+async def _fetch(client: httpx.AsyncClient, config: PortalConfig, tax: Taxonomy, sleep: Sleep) -> PollResult:
+    rows: list[NormalisedCall] = []
+    problems: list[str] = []
+    total: int | None = None
+    page_size = config.page_size
+    pages_skipped = 0
+    bad_in_a_row = 0
+    rows_read = 0
+    pages_read = 0
+    page = 1
+    while True:
+        if page > config.max_pages:
+            problems.append(f"stopped after {config.max_pages} pages (totalResults={total})")
+            break
+        response = await _post_page(client, config, page, sleep)
+        pages_read += 1
+        try:
+            parsed = parse_page(response.content, page, tax)
+        except ValueError as exc:
+            problem = f"page {page}: skipped: {exc}"
+            log.warning("portal %s", problem)
+            problems.append(problem)
+            pages_skipped += 1
+            bad_in_a_row += 1
+            # Go on while the last known total says there is more; without any total, give up after a
+            # few broken pages in a row rather than walking max_pages of an error page.
+            if total is not None and page * page_size >= total:
+                break
+            if total is None and bad_in_a_row >= MAX_BAD_PAGES_IN_A_ROW:
+                problems.append(f"gave up after {bad_in_a_row} malformed pages in a row")
+                break
+            page += 1
+            continue
+        bad_in_a_row = 0
+        for problem in parsed.problems:
+            log.warning("portal %s", problem)
+        problems.extend(parsed.problems)
+        rows.extend(parsed.rows)
+        rows_read += parsed.raw_count
+        if parsed.total is not None:
+            if total is not None and parsed.total != total:
+                # Rows shifted between pages while we read them: some may have been missed.
+                problems.append(f"page {page}: totalResults changed from {total} to {parsed.total}")
+            total = parsed.total
+        # The API may cap pageSize below what we asked; page numbers follow its size, not ours.
+        page_size = parsed.page_size or page_size
+        if parsed.raw_count == 0 or (total is not None and page * page_size >= total):
+            break
+        page += 1
+    if total is not None and not pages_skipped and rows_read < total:
+        problems.append(f"read {rows_read} rows of {total} announced")
+    return PollResult(
+        topics=merge_rows(rows, tax),
+        complete=not problems,
+        problems=problems,
+        total_results=total,
+        pages_read=pages_read,
+        rows_read=rows_read,
+    )

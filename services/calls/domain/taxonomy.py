@@ -1,0 +1,192 @@
+"""The Bondgenoot taxonomy (contracts/taxonomy.json) and keyword-based domain classification."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+TAXONOMY_ENV = "BONDGENOOT_TAXONOMY"
+"""Environment variable that overrides where taxonomy.json is read from."""
+
+MIN_KEYWORD_HITS = 2
+"""Distinct keywords a domain needs when the EDF category does not map to it already."""
+
+CATEGORY_WEIGHT = 3
+"""Strength a category mapping adds: the portal's own categorisation outweighs a keyword or two."""
+
+
+class TaxonomyError(ValueError):
+    """The taxonomy file is missing or does not have the expected shape."""
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One VISD domain with the keywords that signal it."""
+
+    slug: str
+    label: str
+    keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EdfCategory:
+    """An EDF category as coded in topic identifiers, mapped to VISD domains."""
+
+    code: str
+    label: str
+    domains: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DomainScore:
+    """Why a domain was assigned: category mapping and the keywords found."""
+
+    slug: str
+    from_category: bool
+    keywords: tuple[str, ...]
+    occurrences: int
+
+    @property
+    def strength(self) -> int:
+        """Category weight plus one per distinct keyword."""
+        return (CATEGORY_WEIGHT if self.from_category else 0) + len(self.keywords)
+
+    @property
+    def meaningful(self) -> bool:
+        """A single incidental keyword ("port", "power") is not enough to tag a call."""
+        return self.from_category or len(self.keywords) >= MIN_KEYWORD_HITS
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """Domains and EDF categories, with the keyword patterns compiled once."""
+
+    domains: tuple[Domain, ...]
+    categories: tuple[EdfCategory, ...]
+    programmes: tuple[str, ...] = ()
+    _patterns: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = field(
+        default=(), repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        by_keyword: dict[str, list[str]] = {}
+        for domain in self.domains:
+            for keyword in domain.keywords:
+                slugs = by_keyword.setdefault(keyword.lower(), [])
+                if domain.slug not in slugs:
+                    slugs.append(domain.slug)
+        # Longest keywords first so "mine countermeasures" claims its words before "countermeasure".
+        ordered = sorted(by_keyword, key=lambda k: (-len(k), k))
+        patterns = tuple((kw, tuple(by_keyword[kw]), _keyword_pattern(kw)) for kw in ordered)
+        object.__setattr__(self, "_patterns", patterns)
+
+    @property
+    def category_codes(self) -> frozenset[str]:
+        """All EDF category codes, upper case."""
+        return frozenset(c.code.upper() for c in self.categories)
+
+    def category(self, code: str) -> EdfCategory | None:
+        """Look up an EDF category by code (case-insensitive)."""
+        wanted = code.upper()
+        return next((c for c in self.categories if c.code.upper() == wanted), None)
+
+    def score_domains(self, texts: Iterable[str], category: str | None = None) -> list[DomainScore]:
+        """Score every domain that has any signal, strongest first (ties by slug, so deterministic)."""
+        text = "\n".join(t for t in texts if t)
+        claimed: list[tuple[int, int]] = []
+        hits: dict[str, set[str]] = {}
+        occurrences: dict[str, int] = {}
+        for keyword, slugs, pattern in self._patterns:
+            spans = [m.span() for m in pattern.finditer(text)]
+            # A span already matched by a longer keyword belongs to that keyword, not to this one.
+            free = [s for s in spans if not any(s[0] < e and b < s[1] for b, e in claimed)]
+            if not free:
+                continue
+            claimed.extend(free)
+            for slug in slugs:
+                hits.setdefault(slug, set()).add(keyword)
+                occurrences[slug] = occurrences.get(slug, 0) + len(free)
+        mapped: set[str] = set()
+        if category is not None and (cat := self.category(category)) is not None:
+            mapped = set(cat.domains)
+        scores = [
+            DomainScore(
+                slug=d.slug,
+                from_category=d.slug in mapped,
+                keywords=tuple(sorted(hits.get(d.slug, ()))),
+                occurrences=occurrences.get(d.slug, 0),
+            )
+            for d in self.domains
+            if d.slug in mapped or d.slug in hits
+        ]
+        scores.sort(key=lambda s: (-s.strength, -s.occurrences, s.slug))
+        return scores
+
+    def classify(self, texts: Iterable[str], category: str | None = None) -> list[str]:
+        """Domain slugs with a meaningful signal, strongest first."""
+        return [s.slug for s in self.score_domains(texts, category) if s.meaningful]
+
+
+def _keyword_pattern(keyword: str) -> re.Pattern[str]:
+    """Whole-word, case-insensitive match, tolerating a plural "s"/"es" ("drones", "sensors")."""
+    words = [re.escape(w) for w in keyword.split()]
+    body = r"[\s\-]+".join(words)
+    return re.compile(rf"(?<!\w){body}(?:s|es)?(?!\w)", re.IGNORECASE)
+
+
+def parse_taxonomy(data: Mapping[str, Any]) -> Taxonomy:
+    """Build a Taxonomy from the decoded JSON document."""
+    try:
+        domains = tuple(
+            Domain(slug=str(d["slug"]), label=str(d.get("label", d["slug"])), keywords=tuple(d["keywords"]))
+            for d in data["domains"]
+        )
+        categories = tuple(
+            EdfCategory(
+                code=str(c["code"]), label=str(c.get("label", c["code"])), domains=tuple(c["domains"])
+            )
+            for c in data["edf_categories"]
+        )
+        programmes = tuple(str(p["code"]) for p in data.get("programmes", []))
+    except (KeyError, TypeError) as exc:
+        raise TaxonomyError(f"taxonomy has an unexpected shape: {exc!r}") from exc
+    slugs = {d.slug for d in domains}
+    for cat in categories:
+        unknown = set(cat.domains) - slugs
+        if unknown:
+            raise TaxonomyError(f"EDF category {cat.code} maps to unknown domains {sorted(unknown)}")
+    return Taxonomy(domains=domains, categories=categories, programmes=programmes)
+
+
+def default_taxonomy_path() -> Path:
+    """$BONDGENOOT_TAXONOMY, else contracts/taxonomy.json found upwards from this file."""
+    override = os.environ.get(TAXONOMY_ENV)
+    if override:
+        return Path(override)
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "contracts" / "taxonomy.json"
+        if candidate.is_file():
+            return candidate
+    raise TaxonomyError(f"contracts/taxonomy.json not found; set {TAXONOMY_ENV}")
+
+
+def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
+    """Read and parse a taxonomy file (the default one is cached)."""
+    if path is None:
+        return _default_taxonomy()
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TaxonomyError(f"cannot read taxonomy {path}: {exc}") from exc
+    return parse_taxonomy(data)
+
+
+@cache
+def _default_taxonomy() -> Taxonomy:
+    return load_taxonomy(default_taxonomy_path())

@@ -1,0 +1,1 @@
+"""registry: company capability profiles (port 8001); publishes companies.v1."""

@@ -1,0 +1,1 @@
+"""Bondgenoot's shared event library: settings, envelope, outbox, idempotent consumer, telemetry."""

@@ -1,0 +1,90 @@
+"""The CloudEvents 1.0 envelope and the registry of event types.
+
+Every record on a Bondgenoot topic is one CloudEvent in structured JSON mode: the record value is
+the whole envelope, the record key is the aggregate id (``subject``), and the W3C ``traceparent``
+travels in the record headers. The pydantic models here are the source of truth for the contracts
+in ``contracts/`` (``make contracts`` regenerates them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_BASE = "https://bondgenoot.eu/contracts/schemas"
+
+
+class EventData(BaseModel):
+    """The ``data`` of one event type; subclasses are registered with :func:`event`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_type: ClassVar[str]
+    topic: ClassVar[str]
+    public: ClassVar[bool] = True
+
+    @classmethod
+    def dataschema(cls) -> str:
+        return f"{SCHEMA_BASE}/{cls.event_type}.json"
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 envelope (structured mode)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1)
+    source: str = Field(pattern=r"^/services/[a-z-]+$")
+    type: str = Field(pattern=r"^bondgenoot\.[a-z-]+\.[a-z-]+\.v\d+$")
+    subject: str = Field(min_length=1)
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    data: dict[str, Any]
+
+
+E = TypeVar("E", bound=type[EventData])
+
+EVENT_TYPES: dict[str, type[EventData]] = {}
+
+
+def event(event_type: str, *, topic: str, public: bool = True) -> Any:
+    """Register an EventData subclass under its CloudEvents ``type`` and its topic."""
+
+    def register(cls: E) -> E:
+        if event_type in EVENT_TYPES:
+            raise ValueError(f"event type {event_type} registered twice")
+        cls.event_type = event_type
+        cls.topic = topic
+        cls.public = public
+        EVENT_TYPES[event_type] = cls
+        return cls
+
+    return register
+
+
+class UnknownEventType(ValueError):
+    """The envelope names a type that no contract defines."""
+
+
+def envelope(data: EventData, *, source: str, subject: str) -> CloudEvent:
+    """Wrap event data in its CloudEvent."""
+    return CloudEvent(
+        source=f"/services/{source}",
+        type=data.event_type,
+        subject=subject,
+        dataschema=data.dataschema(),
+        data=data.model_dump(mode="json"),
+    )
+
+
+def parse_data(ce: CloudEvent) -> EventData:
+    """Validate the envelope's ``data`` against the model registered for its ``type``."""
+    model = EVENT_TYPES.get(ce.type)
+    if model is None:
+        raise UnknownEventType(f"no contract for event type {ce.type!r}")
+    return model.model_validate(ce.data)

@@ -1,0 +1,111 @@
+"""The HTTP side every service shares: app factory, health, contracts, pagination, the runner."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Generic, TypeVar
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from pydantic import BaseModel
+
+from shared.runtime import ServiceRuntime
+from shared.settings import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+ASYNCAPI_PATH = REPO_ROOT / "contracts" / "asyncapi.json"
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class PageParams(BaseModel):
+    limit: int = 50
+    offset: int = 0
+
+
+def _page_params(
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0
+) -> PageParams:
+    return PageParams(limit=limit, offset=offset)
+
+
+PageDep = Annotated[PageParams, Depends(_page_params)]
+
+
+def create_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+) -> FastAPI:
+    """A FastAPI app whose lifespan runs the service runtime; OpenAPI at /docs."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with runtime.lifespan():
+            yield
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    for router in routers:
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"], summary="200 only when the database and Kafka answer")
+    async def healthz() -> JSONResponse:
+        ok, checks = await runtime.health()
+        return JSONResponse(checks, status_code=200 if ok else 503)
+
+    @app.get("/asyncapi", tags=["contracts"], summary="The AsyncAPI 3 document of the event streams")
+    @app.get("/asyncapi.json", tags=["contracts"], include_in_schema=False)
+    async def asyncapi() -> JSONResponse:
+        return JSONResponse(load_asyncapi())
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz")
+    return app
+
+
+def load_asyncapi(path: Path = ASYNCAPI_PATH) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))
+
+
+def serve(app: FastAPI, runtime: ServiceRuntime) -> None:
+    """Run the service until SIGINT/SIGTERM; exit non-zero if a consumer halted."""
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {runtime.name} %(levelname)s %(name)s: %(message)s"
+    )
+    config = uvicorn.Config(
+        app,
+        host=runtime.settings.http_host,
+        port=runtime.settings.http_port,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+
+    def halt(reason: str) -> None:
+        log.critical("stopping %s: %s", runtime.name, reason)
+        server.should_exit = True
+
+    runtime.on_halt = halt
+    asyncio.run(server.serve())
+    if runtime.halt_reason:
+        sys.exit(3)

@@ -1,0 +1,183 @@
+"""A service's runtime: database, outbox relay, Kafka consumers and HTTP API in one process.
+
+Each service's composition root (``services/<name>/bootstrap.py``) builds one :class:`ServiceRuntime`,
+registers its consumers on it and hands it to :func:`create_app`. The HTTP API starts serving at
+once; Kafka is connected in the background, so writes keep landing in the outbox while the broker is
+away, and ``/healthz`` says 503 until it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from sqlmodel import SQLModel
+
+from shared.consumer import (
+    DeadLetterPublisher,
+    DlqLimit,
+    EventProcessor,
+    Handler,
+    InboxRecord,
+    RetryPolicy,
+    subscribe,
+)
+from shared.db import Database
+from shared.events.base import CloudEvent
+from shared.kafka import all_topics, ensure_topics
+from shared.outbox import OutboxRecord, OutboxRelay, UnitOfWorkFactory
+from shared.settings import ServiceSettings
+from shared.telemetry import configure_tracing
+
+log = logging.getLogger(__name__)
+
+BackgroundTask = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class ServiceRuntime:
+    """Everything one service process runs besides its HTTP routes."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ServiceSettings,
+        *,
+        tables: Sequence[type[SQLModel]],
+        extra_topics: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        configure_tracing(name, settings.telemetry)
+        self.db = Database(settings.database_url, tables=[OutboxRecord, InboxRecord, *tables])
+        self.uow = UnitOfWorkFactory(self.db, source=name)
+        self.relay = OutboxRelay(
+            self.db, settings.kafka, service=name, poll_interval_s=settings.outbox_poll_interval_s
+        )
+        self.uow.on_commit(self.relay.wake)
+        self.broker = KafkaBroker(
+            settings.kafka.bootstrap_servers,
+            client_id=f"bondgenoot-{name}",
+            request_timeout_ms=settings.kafka.request_timeout_ms,
+            acks="all",
+            enable_idempotence=True,
+            allow_auto_create_topics=False,
+        )
+        self.dead_letters = DeadLetterPublisher(settings.kafka, client_id=f"{name}-dlq")
+        self._extra_topics = extra_topics
+        self.processors: list[EventProcessor] = []
+        self._background: list[BackgroundTask] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stop_event = asyncio.Event()
+        self.kafka_ready = asyncio.Event()
+        self.halt_reason: str | None = None
+        self.on_halt: Callable[[str], None] | None = None
+
+    def consumer(
+        self,
+        group: str,
+        *,
+        topics: list[str],
+        handlers: Mapping[str, Handler],
+        after_side_effects: Callable[[CloudEvent], Awaitable[None]] | None = None,
+    ) -> EventProcessor:
+        """Register an idempotent consumer with an explicit group id (see shared.consumer)."""
+        processor = EventProcessor(
+            consumer=group,
+            uow_factory=self.uow,
+            handlers=handlers,
+            dead_letters=self.dead_letters,
+            retry=RetryPolicy(max_attempts=self.settings.consumer_max_attempts),
+            dlq_limit=DlqLimit(max_consecutive=self.settings.consumer_dlq_limit),
+            on_halt=self._halt,
+            after_side_effects=after_side_effects,
+        )
+        subscribe(self.broker, processor, topics=topics, kafka=self.settings.kafka)
+        self.processors.append(processor)
+        return processor
+
+    def background(self, task: BackgroundTask) -> None:
+        """Run ``task(stop_event)`` for the life of the service (e.g. the call watcher's poller)."""
+        self._background.append(task)
+
+    def _halt(self, reason: str) -> None:
+        self.halt_reason = reason
+        if self.on_halt is not None:
+            self.on_halt(reason)
+
+    async def start(self) -> None:
+        await self.db.create_tables()
+        self._tasks.append(asyncio.create_task(self.relay.run(self.stop_event), name=f"{self.name}-relay"))
+        self._tasks.append(asyncio.create_task(self._connect_kafka(), name=f"{self.name}-kafka"))
+        for task in self._background:
+            self._tasks.append(asyncio.create_task(task(self.stop_event), name=f"{self.name}-bg"))
+
+    async def _connect_kafka(self) -> None:
+        """Create topics and start consumers, retrying until the broker answers."""
+        attempt = 0
+        while not self.stop_event.is_set():
+            attempt += 1
+            try:
+                await ensure_topics(self.settings.kafka, all_topics(self.settings.kafka, self._extra_topics))
+                await self.dead_letters.start()
+                await self.broker.start()
+            except Exception as exc:  # broker not there yet: keep serving HTTP, try again
+                delay = min(10.0, 0.5 * attempt)
+                log.warning("%s: Kafka not reachable (%r); retrying in %.1fs", self.name, exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_event.wait(), delay)
+                continue
+            self.kafka_ready.set()
+            log.info("%s: connected to Kafka at %s", self.name, self.settings.kafka.bootstrap_servers)
+            return
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        # Stop consuming first so no record is half-processed when the database goes away.
+        await self.broker.stop()
+        await self.dead_letters.stop()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=15)
+        await self.db.dispose()
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the database and Kafka answer, plus the outbox backlog."""
+        checks: dict[str, Any] = {"service": self.name}
+        ok = True
+        try:
+            await asyncio.wait_for(self.db.ping(), 3)
+            checks["database"] = "ok"
+            checks["outbox_pending"] = await self.relay.pending_count()
+            checks["outbox_oldest_unpublished_age_s"] = await self.relay.oldest_unpublished_age_s()
+        except Exception as exc:  # reported, not raised: this is the health endpoint
+            ok = False
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        kafka_ok = self.kafka_ready.is_set() and await self._kafka_ping()
+        checks["kafka"] = "ok" if kafka_ok else "unreachable"
+        ok = ok and kafka_ok
+        if self.halt_reason:
+            ok = False
+            checks["halted"] = self.halt_reason
+        checks["consumers"] = {
+            p.consumer: {"processed": p.processed, "duplicates": p.duplicates, "halted": p.halted}
+            for p in self.processors
+        }
+        return ok, checks
+
+    async def _kafka_ping(self) -> bool:
+        try:
+            return bool(await self.broker.ping(timeout=2.0))
+        except Exception:  # a failed ping is the answer, not an error
+            return False
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()

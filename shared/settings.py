@@ -1,0 +1,75 @@
+"""Settings read from the environment (pydantic-settings); one class per concern."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT / ".data"
+
+Environment = Literal["local", "test", "production"]
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka and how topics are laid out."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    topic_prefix: str = Field("", validation_alias="TOPIC_PREFIX")
+    topic_partitions: int = Field(3, ge=1, validation_alias="TOPIC_PARTITIONS")
+    topic_replication: int = Field(1, ge=1, validation_alias="TOPIC_REPLICATION")
+    request_timeout_ms: int = Field(10_000, validation_alias="KAFKA_REQUEST_TIMEOUT_MS")
+
+    def topic(self, name: str) -> str:
+        """The physical topic name for a logical one (the prefix isolates tests and tenants)."""
+        return f"{self.topic_prefix}{name}"
+
+
+class TelemetrySettings(BaseSettings):
+    """Which exporter traces go to: OTLP when an endpoint is set, the console, or nowhere."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    otlp_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    traces_exporter: Literal["otlp", "console", "none"] | None = Field(
+        None, validation_alias="OTEL_TRACES_EXPORTER"
+    )
+
+    @property
+    def exporter(self) -> Literal["otlp", "console", "none"]:
+        if self.traces_exporter is not None:
+            return self.traces_exporter
+        return "otlp" if self.otlp_endpoint else "none"
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs; a service subclasses it to add its database URL and its own knobs."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    env: Environment = Field("local", validation_alias="BONDGENOOT_ENV")
+    http_host: str = Field("127.0.0.1", validation_alias="HTTP_HOST")
+    http_port: int = Field(0, validation_alias="HTTP_PORT")
+    database_url: str = ""
+    public_base_url: str = Field("", validation_alias="PUBLIC_BASE_URL")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    outbox_poll_interval_s: float = Field(0.5, gt=0, validation_alias="OUTBOX_POLL_INTERVAL")
+    consumer_max_attempts: int = Field(3, ge=1, validation_alias="CONSUMER_MAX_ATTEMPTS")
+    consumer_dlq_limit: int = Field(50, ge=1, validation_alias="CONSUMER_DLQ_LIMIT")
+
+    @model_validator(mode="after")
+    def _refuse_embedded_database_in_production(self) -> ServiceSettings:
+        if self.env == "production" and self.database_url.startswith("sqlite"):
+            raise ValueError("BONDGENOOT_ENV=production needs a PostgreSQL database URL, not SQLite")
+        return self
+
+
+def sqlite_url(service: str) -> str:
+    """The embedded default: one SQLite file per service under the git-ignored .data/."""
+    return f"sqlite+aiosqlite:///{DATA_DIR / (service + '.db')}"

@@ -1,0 +1,98 @@
+"""Session fixtures: the real Kafka broker and PostgreSQL every integration and e2e test uses."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from shared.settings import KafkaSettings, TelemetrySettings
+from shared.telemetry import configure_tracing
+from tests.infra import Databases, KafkaBroker, free_port, port_open, postgres_admin_url, postgres_version, topic_prefix
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPANS = InMemorySpanExporter()
+# One tracer provider per process: the tests read spans from memory.
+configure_tracing("tests", TelemetrySettings(), exporter=SPANS)
+
+_broker: KafkaBroker | None = None
+
+
+def _needs_infra(config: pytest.Config) -> bool:
+    return any("unit" not in str(p) for p in config.args) or not config.args
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [f"kafka: Apache Kafka {KafkaBroker.version()} (broker started by deploy/kafka/kafka.sh)"]
+    if os.environ.get("DATABASE_URL"):
+        try:
+            lines.append(f"postgresql: {postgres_version(os.environ['DATABASE_URL'])}")
+        except Exception as exc:  # a header is informational; the fixtures fail loudly later
+            lines.append(f"postgresql: not reachable yet ({type(exc).__name__})")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """The shared test broker (its own ports and data dir), started once per session."""
+    global _broker
+    external = os.environ.get("TEST_KAFKA_BOOTSTRAP")
+    if external:
+        host, port = external.rsplit(":", 1)
+        yield KafkaBroker(port=int(port), controller_port=0, run_dir=Path("/nonexistent"))
+        return
+    broker = KafkaBroker(
+        port=int(os.environ.get("TEST_KAFKA_PORT", "19192")),
+        controller_port=int(os.environ.get("TEST_KAFKA_CONTROLLER_PORT", "19193")),
+        run_dir=ROOT / ".data" / "kafka-test",
+    )
+    if not port_open("127.0.0.1", broker.port):
+        broker.up()
+    _broker = broker
+    print(f"\n[tests] Apache Kafka {KafkaBroker.version()} at {broker.bootstrap}")
+    yield broker
+    if broker.started_here and not os.environ.get("KEEP_TEST_KAFKA"):
+        broker.down()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    url = postgres_admin_url()
+    print(f"\n[tests] PostgreSQL {postgres_version(url)}")
+    return url
+
+
+@pytest.fixture
+def databases(pg_admin_url: str) -> Iterator[Databases]:
+    dbs = Databases(pg_admin_url)
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: KafkaBroker) -> KafkaSettings:
+    """Settings pointing at the test broker with a topic prefix of this test's own."""
+    return KafkaSettings(
+        KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap,  # type: ignore[call-arg]
+        TOPIC_PREFIX=topic_prefix(),
+        TOPIC_PARTITIONS=3,
+        TOPIC_REPLICATION=1,
+    )
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    SPANS.clear()
+    return SPANS
+
+
+@pytest.fixture
+async def noop() -> AsyncIterator[None]:
+    yield
+
+
+__all__ = ["free_port"]
