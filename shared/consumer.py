@@ -181,7 +181,12 @@ class EventProcessor:
         return ce, data
 
     async def _apply_with_retries(
-        self, record: ConsumerRecord[Any, Any], ce: CloudEvent, data: EventData, handler: Handler, span: trace.Span
+        self,
+        record: ConsumerRecord[Any, Any],
+        ce: CloudEvent,
+        data: EventData,
+        handler: Handler,
+        span: trace.Span,
     ) -> None:
         attempt = 0
         while True:
@@ -200,7 +205,12 @@ class EventProcessor:
                     delay = self._retry.delay(attempt)
                     log.warning(
                         "%s: handler failed for %s (attempt %d/%d), retrying in %.2fs: %r",
-                        self.consumer, ce.id, attempt, self._retry.max_attempts, delay, exc,
+                        self.consumer,
+                        ce.id,
+                        attempt,
+                        self._retry.max_attempts,
+                        delay,
+                        exc,
                     )
                     await asyncio.sleep(delay)
                     continue
@@ -235,7 +245,12 @@ class EventProcessor:
         self.consecutive_dead_letters += 1
         log.error(
             "%s: dead-lettering %s[%d]@%d (%s): %s",
-            self.consumer, record.topic, record.partition, record.offset, reason, detail,
+            self.consumer,
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+            detail,
         )
         await self._dead_letters.publish(record, consumer=self.consumer, reason=reason, detail=detail)
         if self.consecutive_dead_letters >= self._dlq_limit.max_consecutive:
@@ -319,4 +334,3 @@ def subscribe(
     async def on_record(body: bytes, message: KafkaMessage) -> None:
         await processor.process(message.raw_message)  # type: ignore[arg-type]
         await message.ack()
-

@@ -113,7 +113,11 @@ def asyncapi_document() -> dict[str, Any]:
         },
         "defaultContentType": "application/cloudevents+json",
         "servers": {
-            "local": {"host": "127.0.0.1:9092", "protocol": "kafka", "description": "make run / make kafka-up"}
+            "local": {
+                "host": "127.0.0.1:9092",
+                "protocol": "kafka",
+                "description": "make run / make kafka-up",
+            }
         },
         "channels": channels,
         "operations": operations,

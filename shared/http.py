@@ -89,9 +89,7 @@ def load_asyncapi(path: Path = ASYNCAPI_PATH) -> dict[str, Any]:
 
 def serve(app: FastAPI, runtime: ServiceRuntime) -> None:
     """Run the service until SIGINT/SIGTERM; exit non-zero if a consumer halted."""
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s {runtime.name} %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {runtime.name} %(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(
         app,
         host=runtime.settings.http_host,

@@ -173,9 +173,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._max_backoff_s = max_backoff_s
-        self._producer_factory = producer_factory or (
-            lambda: reliable_producer(kafka, client_id=f"{service}-outbox")
-        )
+        self._producer_factory = producer_factory or (lambda: reliable_producer(kafka, client_id=f"{service}-outbox"))
         self._producer: AIOKafkaProducer | None = None
         self._wakeup = asyncio.Event()
         self._tracer = tracer("bondgenoot.outbox")
@@ -239,9 +237,7 @@ class OutboxRelay:
             now = utcnow()
             if acked:
                 await session.exec(
-                    update(OutboxRecord)
-                    .where(col(OutboxRecord.id).in_([r.id for r in acked]))
-                    .values(published_at=now)
+                    update(OutboxRecord).where(col(OutboxRecord.id).in_([r.id for r in acked])).values(published_at=now)
                 )  # type: ignore[call-overload]
             if error is not None:
                 failed = rows[len(acked)]
@@ -268,13 +264,14 @@ class OutboxRelay:
         spans: list[trace.Span] = []
         error: BaseException | None = None
         for row in rows:
+            topic = self._kafka.topic(row.topic)
             span = self._tracer.start_span(
-                f"{row.topic} publish",
+                f"{topic} publish",
                 context=context_from_traceparent(row.traceparent),
                 kind=SpanKind.PRODUCER,
                 attributes={
                     "messaging.system": "kafka",
-                    "messaging.destination.name": row.topic,
+                    "messaging.destination.name": topic,
                     "messaging.message.id": row.event_id,
                     "messaging.kafka.message.key": row.key,
                 },
@@ -284,7 +281,7 @@ class OutboxRelay:
                 headers = headers_with_trace({"content-type": CONTENT_TYPE})
             try:
                 fut = await producer.send(
-                    self._kafka.topic(row.topic),
+                    topic,
                     value=row.payload.encode(),
                     key=row.key.encode(),
                     headers=headers,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -35,7 +35,7 @@ from shared.telemetry import configure_tracing
 
 log = logging.getLogger(__name__)
 
-BackgroundTask = Callable[[asyncio.Event], Awaitable[None]]
+BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 class ServiceRuntime:
@@ -54,9 +54,7 @@ class ServiceRuntime:
         configure_tracing(name, settings.telemetry)
         self.db = Database(settings.database_url, tables=[OutboxRecord, InboxRecord, *tables])
         self.uow = UnitOfWorkFactory(self.db, source=name)
-        self.relay = OutboxRelay(
-            self.db, settings.kafka, service=name, poll_interval_s=settings.outbox_poll_interval_s
-        )
+        self.relay = OutboxRelay(self.db, settings.kafka, service=name, poll_interval_s=settings.outbox_poll_interval_s)
         self.uow.on_commit(self.relay.wake)
         self.broker = KafkaBroker(
             settings.kafka.bootstrap_servers,
@@ -70,6 +68,7 @@ class ServiceRuntime:
         self._extra_topics = extra_topics
         self.processors: list[EventProcessor] = []
         self._background: list[BackgroundTask] = []
+        self._startup_hooks: list[Callable[[Database], Awaitable[object]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.stop_event = asyncio.Event()
         self.kafka_ready = asyncio.Event()
@@ -99,6 +98,10 @@ class ServiceRuntime:
         self.processors.append(processor)
         return processor
 
+    def before_consuming(self, hook: Callable[[Database], Awaitable[object]]) -> None:
+        """Run ``hook(db)`` after the tables exist and before any record is consumed."""
+        self._startup_hooks.append(hook)
+
     def background(self, task: BackgroundTask) -> None:
         """Run ``task(stop_event)`` for the life of the service (e.g. the call watcher's poller)."""
         self._background.append(task)
@@ -110,6 +113,8 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         await self.db.create_tables()
+        for hook in self._startup_hooks:
+            await hook(self.db)
         self._tasks.append(asyncio.create_task(self.relay.run(self.stop_event), name=f"{self.name}-relay"))
         self._tasks.append(asyncio.create_task(self._connect_kafka(), name=f"{self.name}-kafka"))
         for task in self._background:

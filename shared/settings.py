@@ -17,7 +17,7 @@ Environment = Literal["local", "test", "production"]
 class KafkaSettings(BaseSettings):
     """How to reach Kafka and how topics are laid out."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     topic_prefix: str = Field("", validation_alias="TOPIC_PREFIX")
@@ -36,9 +36,7 @@ class TelemetrySettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     otlp_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
-    traces_exporter: Literal["otlp", "console", "none"] | None = Field(
-        None, validation_alias="OTEL_TRACES_EXPORTER"
-    )
+    traces_exporter: Literal["otlp", "console", "none"] | None = Field(None, validation_alias="OTEL_TRACES_EXPORTER")
 
     @property
     def exporter(self) -> Literal["otlp", "console", "none"]:
@@ -50,7 +48,7 @@ class TelemetrySettings(BaseSettings):
 class ServiceSettings(BaseSettings):
     """What every service needs; a service subclasses it to add its database URL and its own knobs."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     env: Environment = Field("local", validation_alias="BONDGENOOT_ENV")
     http_host: str = Field("127.0.0.1", validation_alias="HTTP_HOST")

@@ -11,7 +11,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from shared.settings import KafkaSettings, TelemetrySettings
 from shared.telemetry import configure_tracing
-from tests.infra import Databases, KafkaBroker, free_port, port_open, postgres_admin_url, postgres_version, topic_prefix
+from tests.infra import (
+    Databases,
+    KafkaBroker,
+    free_port,
+    port_open,
+    postgres_admin_url,
+    postgres_version,
+    topic_prefix,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

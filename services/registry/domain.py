@@ -86,5 +86,7 @@ async def list_companies(
         for word in q.lower().split():
             query = query.where(col(Company.search_text).contains(word))
     total = (await uow.session.exec(select(func.count()).select_from(query.subquery()))).one()
-    rows = (await uow.session.exec(query.order_by(col(Company.name), col(Company.id)).limit(limit).offset(offset))).all()
+    rows = (
+        await uow.session.exec(query.order_by(col(Company.name), col(Company.id)).limit(limit).offset(offset))
+    ).all()
     return list(rows), total

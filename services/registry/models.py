@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, EmailStr, HttpUrl
@@ -15,6 +14,7 @@ from sqlmodel import Field, SQLModel
 from shared.events.companies import CompanyProfileData, ProjectHistoryItem
 from shared.outbox import utcnow
 from shared.validation import CountryCode, DomainSlug, EnterpriseNumber, Keyword, ShortText, Statement
+
 OrganisationType = Literal["company", "research", "public", "other"]
 Size = Literal["micro", "small", "medium", "large"]
 Pic = Annotated[str, PField(pattern=r"^\d{9}$", description="EU participant identification code")]

@@ -44,7 +44,15 @@ async def main() -> None:
     async with runtime.db.sessions() as s:
         widget = await s.get(Widget, "crash")
     await runtime.stop()
-    print(json.dumps({"count": widget.count if widget else 0, "processed": processor.processed, "duplicates": processor.duplicates}))
+    print(
+        json.dumps(
+            {
+                "count": widget.count if widget else 0,
+                "processed": processor.processed,
+                "duplicates": processor.duplicates,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

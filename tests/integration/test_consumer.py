@@ -53,7 +53,9 @@ async def _count(runtime: ServiceRuntime, widget_id: str) -> int:
         return w.count if w else 0
 
 
-async def test_same_event_delivered_twice_changes_state_once(databases: Databases, kafka_settings: KafkaSettings) -> None:
+async def test_same_event_delivered_twice_changes_state_once(
+    databases: Databases, kafka_settings: KafkaSettings
+) -> None:
     runtime = await _runtime(databases, kafka_settings)
     try:
         record = _event_bytes("w-dup")
@@ -101,7 +103,9 @@ async def test_consumer_halts_after_too_many_dead_letters_in_a_row(
 ) -> None:
     settings = ServiceSettings(database_url=databases.create("halt"), kafka=kafka_settings, CONSUMER_DLQ_LIMIT=3)  # type: ignore[call-arg]
     runtime = ServiceRuntime("halt-test", settings, tables=[Widget])
-    processor = runtime.consumer("halt-test.widgets", topics=["projects.v1"], handlers={ProjectClosed.event_type: count_widget})
+    processor = runtime.consumer(
+        "halt-test.widgets", topics=["projects.v1"], handlers={ProjectClosed.event_type: count_widget}
+    )
     await runtime.start()
     try:
         await produce(kafka_settings, "projects.v1", [(b"k", b"garbage")] * 5 + [(b"k", _event_bytes("after"))])
@@ -125,7 +129,14 @@ def test_consumer_killed_after_side_effects_before_commit_processes_redelivery_o
         "CRASH_DB_URL": db_url,
     }
     script = [sys.executable, "-m", "tests.integration.crashing_consumer"]
-    first = subprocess.run(script, env={**env, "CRASH_AFTER_SIDE_EFFECTS": "1"}, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    first = subprocess.run(
+        script,
+        env={**env, "CRASH_AFTER_SIDE_EFFECTS": "1"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert first.returncode == 17, first.stderr[-3000:]  # killed by the hook, before the offset commit
     second = subprocess.run(script, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -85,8 +85,7 @@ def environment(service: dict[str, Any]) -> dict[str, Any]:
 
 def schema_problems(validator: Validator, compose: dict[str, Any]) -> list[str]:
     return [
-        f"{'/'.join(map(str, err.absolute_path)) or '<root>'}: {err.message}"
-        for err in validator.iter_errors(compose)
+        f"{'/'.join(map(str, err.absolute_path)) or '<root>'}: {err.message}" for err in validator.iter_errors(compose)
     ]
 
 
@@ -118,9 +117,7 @@ def app_service_problems(compose: dict[str, Any]) -> list[str]:
         if command != ["python", "-m", f"services.{name}"]:
             problems.append(f"{name}: command is {command!r}, expected python -m services.{name}")
         if svc.get("image") != "bondgenoot:local" or svc.get("build") is None:
-            problems.append(
-                f"{name}: must be built from the project image (build: ., image: bondgenoot:local)"
-            )
+            problems.append(f"{name}: must be built from the project image (build: ., image: bondgenoot:local)")
 
         env = environment(svc)
         expected_env = {
@@ -238,9 +235,7 @@ def test_schema_is_the_compose_specification(validator: Validator) -> None:
     assert "services" in validator.schema["properties"]
 
 
-def test_compose_file_is_valid_against_the_compose_spec(
-    validator: Validator, compose: dict[str, Any]
-) -> None:
+def test_compose_file_is_valid_against_the_compose_spec(validator: Validator, compose: dict[str, Any]) -> None:
     assert schema_problems(validator, compose) == []
 
 
@@ -271,9 +266,7 @@ def test_bind_mounted_files_exist(compose: dict[str, Any]) -> None:
 def test_postgres_init_creates_every_service_database(compose: dict[str, Any]) -> None:
     assert created_databases(INIT_SQL.read_text("utf-8")) == set(APP_SERVICES)
     mounts = compose["services"]["postgres"]["volumes"]
-    assert any(
-        str(m).startswith("./deploy/postgres/init-databases.sql:/docker-entrypoint-initdb.d/") for m in mounts
-    )
+    assert any(str(m).startswith("./deploy/postgres/init-databases.sql:/docker-entrypoint-initdb.d/") for m in mounts)
 
 
 def test_collector_receives_otlp_http_on_4318_and_prints_traces() -> None:
@@ -319,13 +312,9 @@ def _mutate(compose: dict[str, Any], path: list[str], value: Any) -> dict[str, A
 @pytest.mark.parametrize(
     ("path", "value"),
     [
-        pytest.param(
-            ["services", "registry", "healthchek"], {"test": ["CMD", "true"]}, id="unknown-service-key"
-        ),
+        pytest.param(["services", "registry", "healthchek"], {"test": ["CMD", "true"]}, id="unknown-service-key"),
         pytest.param(["servicez"], {}, id="unknown-top-level-key"),
-        pytest.param(
-            ["services", "projects", "depends_on", "kafka", "condition"], "service_ready", id="bad-condition"
-        ),
+        pytest.param(["services", "projects", "depends_on", "kafka", "condition"], "service_ready", id="bad-condition"),
         pytest.param(["services", "calls", "healthcheck", "interval"], 10, id="interval-not-a-string"),
         pytest.param(["services", "matching", "ports"], "8004:8004", id="ports-not-a-list"),
         pytest.param(["services", "alerts", "environment", "HTTP_PORT"], ["8005"], id="env-value-a-list"),

@@ -29,9 +29,7 @@ STATUS_RANK: dict[CallStatus, int] = {"forthcoming": 0, "open": 1, "closed": 2}
 FRAMEWORK_PROGRAMMES: dict[str, str] = {"44181033": "EDF"}
 """SEDIA frameworkProgramme ids to Bondgenoot programme codes."""
 
-TOPIC_URL = (
-    "https://ec.europa.eu/info/funding-tenders/opportunities/portal/screen/opportunities/topic-details/{id}"
-)
+TOPIC_URL = "https://ec.europa.eu/info/funding-tenders/opportunities/portal/screen/opportunities/topic-details/{id}"
 
 _MONTHS = {
     name: i
@@ -319,9 +317,7 @@ def normalise_row(row: Mapping[str, Any], taxonomy: Taxonomy | None = None) -> N
         raise RowError(f"{identifier}: {exc}") from exc
 
 
-def _normalise(
-    row: Mapping[str, Any], meta: Mapping[str, Any], identifier: str, tax: Taxonomy
-) -> NormalisedCall:
+def _normalise(row: Mapping[str, Any], meta: Mapping[str, Any], identifier: str, tax: Taxonomy) -> NormalisedCall:
     actions = _actions(meta)
     ccm2_id = _first(meta, "ccm2Id")
     budget_entries = _own_budget_actions(_json_field(meta, "budgetOverview"), identifier, ccm2_id)
@@ -345,9 +341,7 @@ def _normalise(
     if not deadlines:
         deadlines = _dates_from(actions, "deadlineDates") or _dates_from(budget_entries, "deadlineDates")
 
-    html = _first(meta, "descriptionByte") or (
-        row.get("summary") if isinstance(row.get("summary"), str) else ""
-    )
+    html = _first(meta, "descriptionByte") or (row.get("summary") if isinstance(row.get("summary"), str) else "")
     parts = parse_topic_id(identifier, tax)
     framework = _first(meta, "frameworkProgramme")
     call = NormalisedCall(

@@ -131,9 +131,7 @@ def backoff_delay(attempt: int, config: PortalConfig, retry_after: float | None 
     return delay
 
 
-async def _post_page(
-    client: httpx.AsyncClient, config: PortalConfig, page: int, sleep: Sleep
-) -> httpx.Response:
+async def _post_page(client: httpx.AsyncClient, config: PortalConfig, page: int, sleep: Sleep) -> httpx.Response:
     """POST one page, retrying transient failures; raises PortalUnavailable when they persist."""
     params = {
         "apiKey": config.api_key,

@@ -70,9 +70,7 @@ class Taxonomy:
     domains: tuple[Domain, ...]
     categories: tuple[EdfCategory, ...]
     programmes: tuple[str, ...] = ()
-    _patterns: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = field(
-        default=(), repr=False, compare=False
-    )
+    _patterns: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_keyword: dict[str, list[str]] = {}
@@ -148,9 +146,7 @@ def parse_taxonomy(data: Mapping[str, Any]) -> Taxonomy:
             for d in data["domains"]
         )
         categories = tuple(
-            EdfCategory(
-                code=str(c["code"]), label=str(c.get("label", c["code"])), domains=tuple(c["domains"])
-            )
+            EdfCategory(code=str(c["code"]), label=str(c.get("label", c["code"])), domains=tuple(c["domains"]))
             for c in data["edf_categories"]
         )
         programmes = tuple(str(p["code"]) for p in data.get("programmes", []))

@@ -264,9 +264,7 @@ def handle_search(
     page_rows = rows[(page_number - 1) * page_size : page_number * page_size]
     mode = malformed.get(page_number)
     if mode == "not-json":
-        return Reply(
-            200, b"<html><body><h1>Service temporarily unavailable</h1></body></html>", "text/html"
-        ), parts
+        return Reply(200, b"<html><body><h1>Service temporarily unavailable</h1></body></html>", "text/html"), parts
     payload: dict[str, Any] = {
         "apiVersion": "2.0",
         "terms": "***",
@@ -421,9 +419,7 @@ class ReplayServer:
 
     def start(self) -> ReplayServer:
         """Serve on a daemon thread."""
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 

@@ -104,6 +104,4 @@ def sleeps() -> SleepRecorder:
 @pytest.fixture
 def config(replay: ReplayServer) -> PortalConfig:
     """Portal config pointed at the replay server, with short timeouts and tiny backoff."""
-    return PortalConfig(
-        endpoint=replay.endpoint, page_size=100, timeout_s=2.0, max_attempts=3, backoff_base_s=0.01
-    )
+    return PortalConfig(endpoint=replay.endpoint, page_size=100, timeout_s=2.0, max_attempts=3, backoff_base_s=0.01)

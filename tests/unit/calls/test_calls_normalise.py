@@ -75,8 +75,7 @@ def test_html_to_text() -> None:
         "<script>var x = 1;</script>line<br/>break &lt;tag&gt;</div>"
     )
     assert html_to_text(html) == (
-        "Expected Outcome:\nDetect threats & protect forces\u2014fast.\n"
-        "first item\nsecond item\nline\nbreak <tag>"
+        "Expected Outcome:\nDetect threats & protect forces\u2014fast.\nfirst item\nsecond item\nline\nbreak <tag>"
     )
 
 
@@ -245,9 +244,7 @@ def test_merge_of_replay_data(data_rows: list[dict[str, Any]]) -> None:
 
 
 def test_is_past_deadline(make_row: RowFactory) -> None:
-    two_stage = normalise_row(
-        make_row(deadlines=("2027-03-11T00:00:00.000+0000", "2027-10-07T00:00:00.000+0000"))
-    )
+    two_stage = normalise_row(make_row(deadlines=("2027-03-11T00:00:00.000+0000", "2027-10-07T00:00:00.000+0000")))
     assert not is_past_deadline(two_stage, date(2027, 3, 12))  # second stage still ahead
     assert not is_past_deadline(two_stage, date(2027, 10, 7))  # deadline day itself is still open
     assert is_past_deadline(two_stage, date(2027, 10, 8))

@@ -1,0 +1,50 @@
+# Bondgenoot: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= .venv/bin/python
+DATA ?= ../shared/data/edf/edf_calls.json
+EVAL ?= EDF-2023
+
+.PHONY: run test lint contracts kafka-up kafka-down kafka-cluster-up bench bench-matching bench-scale venv
+
+venv: .venv/.installed
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -e '.[dev]'
+	touch $@
+
+## Start Kafka and the five services on the embedded defaults, seed the demo, show the flow (Ctrl-C stops all).
+run: venv
+	$(PYTHON) deploy/local/run.py
+
+## Every test: unit, integration and end-to-end, against a real Kafka broker and PostgreSQL.
+test: venv
+	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15
+
+lint: venv
+	.venv/bin/ruff check shared services tests bench deploy
+	.venv/bin/ruff format --check shared services tests bench deploy
+	.venv/bin/mypy
+
+contracts: venv
+	$(PYTHON) -m shared.contracts
+
+kafka-up:
+	bash deploy/kafka/kafka.sh up single
+
+kafka-cluster-up:
+	bash deploy/kafka/kafka.sh up cluster
+
+kafka-down:
+	bash deploy/kafka/kafka.sh down all
+
+## Latency of the event pipeline beside a bare aiokafka round trip, and the core-flow numbers.
+bench: venv
+	$(PYTHON) -m bench.pipeline
+
+## Matching quality on real EDF consortia: make bench-matching DATA=<path> EVAL=<topic-id prefix>
+bench-matching: venv
+	$(PYTHON) -m bench.matching --data $(DATA) --eval $(EVAL)
+
+bench-scale: venv
+	$(PYTHON) -m bench.matching.scale

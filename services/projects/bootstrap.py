@@ -1,0 +1,40 @@
+"""Composition root of the projects service: settings → runtime (db, outbox, Kafka) → HTTP app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.projects import domain
+from services.projects.api import router
+from services.projects.models import Project, ProjectConsortia, ProjectSuggestions
+from services.projects.settings import ProjectsSettings
+from shared.events.suggestions import TOPIC as SUGGESTIONS_TOPIC
+from shared.events.suggestions import ConsortiumProposed, SuggestionsComputed
+from shared.http import create_app
+from shared.runtime import ServiceRuntime
+
+NAME = "projects"
+SUGGESTIONS_GROUP = "projects.suggestions"
+
+
+def build(settings: ProjectsSettings | None = None) -> tuple[FastAPI, ServiceRuntime]:
+    settings = settings or ProjectsSettings()
+    runtime = ServiceRuntime(NAME, settings, tables=[Project, ProjectSuggestions, ProjectConsortia])
+    runtime.consumer(
+        SUGGESTIONS_GROUP,
+        topics=[SUGGESTIONS_TOPIC],
+        handlers={
+            SuggestionsComputed.event_type: domain.on_suggestions_computed,
+            ConsortiumProposed.event_type: domain.on_consortium_proposed,
+        },
+    )
+    app = create_app(
+        runtime,
+        title="Bondgenoot projects",
+        description=(
+            "Research projects posted by institutes. Publishes projects.v1; keeps the latest "
+            "suggestions and consortium proposals per project from suggestions.v1."
+        ),
+        routers=[router],
+    )
+    return app, runtime

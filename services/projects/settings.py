@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+
+from shared.settings import ServiceSettings, sqlite_url
+
+
+class ProjectsSettings(ServiceSettings):
+    http_port: int = Field(8002, validation_alias=AliasChoices("PROJECTS_HTTP_PORT", "HTTP_PORT"))
+    database_url: str = Field(sqlite_url("projects"), validation_alias="PROJECTS_DATABASE_URL")

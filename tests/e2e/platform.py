@@ -1,0 +1,121 @@
+"""The whole platform as separate processes: five services on real Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.infra import Databases, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("registry", "projects", "calls", "matching", "alerts")
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commits — a crash."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                r = httpx.get(f"{self.url}/healthz", timeout=2)
+                if r.status_code == 200:
+                    return
+                last = r.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not healthy after {timeout}s ({last}):\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+@dataclass
+class Platform:
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> ServiceProcess:
+        return self.services[name]
+
+    def client(self, name: str) -> httpx.Client:
+        return httpx.Client(base_url=self.services[name].url, timeout=30)
+
+    def stop(self) -> None:
+        for svc in self.services.values():
+            svc.stop()
+
+
+def start_platform(*, databases: Databases, bootstrap: str, prefix: str, log_dir: Path, portal_url: str) -> Platform:
+    platform = Platform()
+    base_env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TOPIC_PREFIX": prefix,
+        "BONDGENOOT_ENV": "test",
+        "OUTBOX_POLL_INTERVAL": "0.2",
+        "CALLS_FT_SEARCH_URL": portal_url,
+        "CALLS_POLL_INTERVAL": "3600",
+        "OTEL_TRACES_EXPORTER": "none",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in SERVICES:
+        port = free_port()
+        env = {**base_env, "HTTP_PORT": str(port), f"{name.upper()}_DATABASE_URL": databases.create(name)}
+        env.pop(f"{name.upper()}_HTTP_PORT", None)
+        platform.services[name] = ServiceProcess(name, port, env, log_dir / f"{name}.log")
+    for svc in platform.services.values():
+        svc.start()
+    try:
+        for svc in platform.services.values():
+            svc.wait_healthy()
+    except Exception:
+        platform.stop()
+        raise
+    return platform
