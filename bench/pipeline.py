@@ -43,7 +43,7 @@ def summary(samples_s: list[float]) -> dict[str, float]:
 
 async def bare_round_trip(kafka: KafkaSettings, n: int) -> list[float]:
     topic = kafka.topic("bench.bare")
-    await ensure_topics(kafka, [topic.removeprefix(kafka.topic_prefix)])
+    await ensure_topics(kafka, [topic])
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=True)
     consumer = AIOKafkaConsumer(
         topic,

@@ -63,6 +63,8 @@ class ServiceRuntime:
             acks="all",
             enable_idempotence=True,
             allow_auto_create_topics=False,
+            # Per-record "Received/Processed" lines at DEBUG: our own logs say what matters.
+            log_level=logging.DEBUG,
         )
         self.dead_letters = DeadLetterPublisher(settings.kafka, client_id=f"{name}-dlq")
         self._extra_topics = extra_topics

@@ -552,7 +552,7 @@ def print_summary(api: Api, seeded: Seeded, targets: list[Target]) -> list[str]:
             print(f"{head}: ERROR {t.error}")
             failures.append(f"{t.kind} {t.title!r}: {t.error}")
             continue
-        print(f"{head}: {len(t.suggestions)} suggestions")
+        print(f"{head}: {len(t.suggestions)} suggestion{'' if len(t.suggestions) == 1 else 's'}")
         for s in t.suggestions[:3]:
             score = s.get("score")
             score_text = f"{score:.2f}" if isinstance(score, int | float) else str(score)
@@ -568,7 +568,8 @@ def print_summary(api: Api, seeded: Seeded, targets: list[Target]) -> list[str]:
         try:
             page = api.get("alerts", f"/companies/{company_id}/alerts", {"limit": 1})
             newest = page["items"][0]["target_title"] if page["items"] else "-"
-            print(f"{name}: {page['total']} alerts; newest: {newest}")
+            total = page["total"]
+            print(f"{name}: {total} alert{'' if total == 1 else 's'}; newest: {newest}")
         except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
             print(f"{name}: ERROR {describe_error(exc)}")
             failures.append(f"alerts of {name!r}: {describe_error(exc)}")

@@ -67,10 +67,20 @@ class RuleCheck(BaseModel):
     detail: str
 
 
+class NeedCoverage(BaseModel):
+    """Which member answers a need (a sought capability or a domain), and the evidence."""
+
+    need: str
+    company_id: str | None
+    evidence: str = ""
+    similarity: float = 0.0
+
+
 class ConsortiumProposal(BaseModel):
     rank: int
     score: float
     members: list[ConsortiumMember]
+    coverage: list[NeedCoverage] = Field(default_factory=list)
     rules: list[RuleCheck]
 
 

@@ -1,0 +1,1 @@
+"""Matching benchmarks: EDF participant recall (``python -m bench.matching``) and scale (``.scale``)."""

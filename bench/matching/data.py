@@ -1,0 +1,197 @@
+"""The EDF benchmark data: funded projects turned into targets, organisations into profiles.
+
+The file is read from a configurable path and never copied into the repository. An organisation's
+profile is built only from the projects passed in (the benchmark passes every project except the one
+being predicted), so nothing about the predicted consortium leaks into a profile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.matching.matcher import CompanyProfile, ProjectHistory, Target
+from services.matching.matcher.taxonomy import Taxonomy, normalise_country
+from services.matching.matcher.text import strip_html
+
+DATA_ENV = "BONDGENOOT_EDF_DATA"
+DEFAULT_RELATIVE = Path("..") / "shared" / "data" / "edf" / "edf_calls.json"
+
+# Portal participant types (EU "type" codes) to Bondgenoot organisation types.
+ORG_TYPES = {"PRC": "company", "REC": "research", "HES": "research", "PUB": "public", "OTH": "other"}
+
+# Defence groups whose subsidiaries appear under their own PICs. The file has no ownership data, so
+# the benchmark infers the control group from these well-known name prefixes (for the EDF
+# independence rule); every other organisation is its own group.
+GROUP_PREFIXES = (
+    "AIRBUS",
+    "BAE SYSTEMS",
+    "DIEHL",
+    "FINCANTIERI",
+    "HENSOLDT",
+    "INDRA",
+    "KNDS",
+    "KONGSBERG",
+    "LEONARDO",
+    "MBDA",
+    "NAVAL GROUP",
+    "NAMMO",
+    "RHEINMETALL",
+    "SAAB",
+    "SAFRAN",
+    "THALES",
+    "TKMS",
+)
+
+
+def resolve_path(cli: str | None) -> Path:
+    """CLI argument, then env BONDGENOOT_EDF_DATA, then ../shared/data/edf/edf_calls.json from the repo."""
+    if cli:
+        return Path(cli)
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    root = Path(__file__).resolve().parents[2]
+    return (root / DEFAULT_RELATIVE).resolve()
+
+
+@dataclass(frozen=True)
+class Participant:
+    pic: str
+    name: str
+    country: str
+    city: str
+    org_type: str
+    sme: bool
+    role: str
+
+
+@dataclass(frozen=True)
+class Project:
+    topic_id: str
+    project_id: str
+    acronym: str
+    title: str
+    objective: str
+    participants: tuple[Participant, ...]
+
+    @property
+    def pics(self) -> frozenset[str]:
+        return frozenset(p.pic for p in self.participants)
+
+
+@dataclass
+class Dataset:
+    topics: dict[str, dict[str, Any]]
+    projects: list[Project] = field(default_factory=list)
+
+    def eval_projects(self, prefix: str) -> list[Project]:
+        return [p for p in self.projects if p.topic_id.startswith(prefix)]
+
+
+def load(path: Path) -> Dataset:
+    with path.open(encoding="utf-8") as handle:
+        calls: dict[str, dict[str, Any]] = json.load(handle)["calls"]
+    data = Dataset(topics=calls)
+    for topic_id, topic in sorted(calls.items()):
+        for raw in topic.get("projects") or []:
+            participants = tuple(
+                Participant(
+                    pic=str(p.get("pic") or p.get("organization_name")),
+                    name=str(p.get("organization_name") or ""),
+                    country=normalise_country(str(p.get("country_code") or "")),
+                    city=str(p.get("city") or ""),
+                    org_type=ORG_TYPES.get(str(p.get("type") or ""), "other"),
+                    sme=bool(p.get("sme")),
+                    role=str(p.get("role") or "participant"),
+                )
+                for p in raw.get("participants") or []
+            )
+            data.projects.append(
+                Project(
+                    topic_id=topic_id,
+                    project_id=str(raw.get("project_id")),
+                    acronym=str(raw.get("acronym") or ""),
+                    title=str(raw.get("title") or ""),
+                    objective=str(raw.get("objective") or ""),
+                    participants=participants,
+                )
+            )
+    return data
+
+
+def group_of(name: str) -> str | None:
+    upper = name.upper()
+    return next((g for g in GROUP_PREFIXES if upper.startswith(g)), None)
+
+
+def year_of(topic_id: str) -> int | None:
+    parts = topic_id.split("-")
+    return next((int(p) for p in parts[1:3] if p.isdigit() and len(p) == 4), None)
+
+
+def profiles_from(projects: Iterable[Project], data: Dataset, taxonomy: Taxonomy) -> dict[str, CompanyProfile]:
+    """One profile per organisation, from exactly these projects (titles, objectives, topics, partners)."""
+    history: dict[str, list[ProjectHistory]] = defaultdict(list)
+    latest: dict[str, Participant] = {}
+    topics: dict[str, list[str]] = defaultdict(list)
+    for project in projects:
+        topic_title = str(data.topics.get(project.topic_id, {}).get("title") or "")
+        for member in project.participants:
+            latest[member.pic] = member
+            if topic_title and topic_title not in topics[member.pic]:
+                topics[member.pic].append(topic_title)
+            history[member.pic].append(
+                ProjectHistory(
+                    programme=project.topic_id.split("-")[0],
+                    year=year_of(project.topic_id),
+                    title=f"{project.acronym}: {project.title}" if project.acronym else project.title,
+                    summary=project.objective,
+                    topic_id=project.topic_id,
+                    role=member.role,
+                    partners=[p.pic for p in project.participants if p.pic != member.pic],
+                )
+            )
+    out: dict[str, CompanyProfile] = {}
+    for pic, items in history.items():
+        who = latest[pic]
+        domains = sorted({d for h in items for d in taxonomy.domains_for_category(taxonomy.category_of(h.topic_id))})
+        out[pic] = CompanyProfile(
+            id=pic,
+            name=who.name,
+            country=who.country,
+            city=who.city,
+            organisation_type=who.org_type,  # type: ignore[arg-type]
+            size="small" if who.sme else "large",
+            domains=domains,
+            capabilities=topics[pic],
+            keywords=[],
+            parent_group=group_of(who.name),
+            pic=pic,
+            history=items,
+        )
+    return out
+
+
+def target_for(project: Project, data: Dataset, taxonomy: Taxonomy) -> Target:
+    """The topic as the platform would see the call: title + description (HTML stripped)."""
+    topic = data.topics.get(project.topic_id, {})
+    parts = project.topic_id.split("-")
+    action = next((p for p in parts[2:4] if p in {"RA", "DA", "LS", "FPA", "CSA"}), None)
+    return Target(
+        target_type="call",
+        id=project.topic_id,
+        title=str(topic.get("title") or project.topic_id),
+        programme="EDF",
+        description=strip_html(str(topic.get("description") or "")),
+        edf_category=taxonomy.category_of(project.topic_id),
+        action_type=action,
+    )
+
+
+def others(projects: Sequence[Project], held_out: Project) -> list[Project]:
+    return [p for p in projects if p is not held_out]

@@ -1,0 +1,51 @@
+"""Who may take part in which programme (country of establishment only, as in the brief).
+
+EDF: established in an EU member state or Norway (the only EDF-associated country).
+VLAIO, FSDB, DEFRA: Belgian. DIANA: a NATO member. OTHER: anyone.
+The rules are data (country sets), so the matcher can turn them into boolean masks per programme.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.matching.matcher.models import CompanyProfile, Target
+from services.matching.matcher.taxonomy import Taxonomy, normalise_country
+
+PROGRAMMES: tuple[str, ...] = ("EDF", "VLAIO", "FSDB", "DEFRA", "DIANA", "OTHER")
+
+
+@dataclass(frozen=True)
+class CountryRule:
+    """Countries a programme accepts; ``None`` means any country."""
+
+    programme: str
+    countries: frozenset[str] | None
+    label: str
+
+    def accepts(self, country: str) -> bool:
+        return self.countries is None or normalise_country(country) in self.countries
+
+
+def country_rules(taxonomy: Taxonomy) -> dict[str, CountryRule]:
+    eu_no = taxonomy.group("EU") | taxonomy.group("EDF_ASSOCIATED")
+    belgium = frozenset({"BE"})
+    return {
+        "EDF": CountryRule("EDF", eu_no, "an EU member state or Norway"),
+        "VLAIO": CountryRule("VLAIO", belgium, "Belgium"),
+        "FSDB": CountryRule("FSDB", belgium, "Belgium"),
+        "DEFRA": CountryRule("DEFRA", belgium, "Belgium"),
+        "DIANA": CountryRule("DIANA", taxonomy.group("NATO"), "a NATO member"),
+        "OTHER": CountryRule("OTHER", None, "any country"),
+    }
+
+
+def check_eligibility(rules: dict[str, CountryRule], profile: CompanyProfile, target: Target) -> tuple[bool, str]:
+    """(eligible?, a sentence saying why) for a company and a target's programme."""
+    rule = rules.get(target.programme, rules["OTHER"])
+    country = normalise_country(profile.country)
+    if rule.countries is None:
+        return True, f"{target.programme}: open to organisations from any country"
+    if rule.accepts(country):
+        return True, f"{target.programme}: established in {country}, which is {rule.label}"
+    return False, f"{target.programme}: requires establishment in {rule.label}; {profile.name} is in {country}"
