@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,6 @@ from shared.telemetry import configure_tracing
 from tests.infra import (
     Databases,
     KafkaBroker,
-    free_port,
     port_open,
     postgres_admin_url,
     postgres_version,
@@ -28,10 +27,6 @@ SPANS = InMemorySpanExporter()
 configure_tracing("tests", TelemetrySettings(), exporter=SPANS)
 
 _broker: KafkaBroker | None = None
-
-
-def _needs_infra(config: pytest.Config) -> bool:
-    return any("unit" not in str(p) for p in config.args) or not config.args
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -50,7 +45,7 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     global _broker
     external = os.environ.get("TEST_KAFKA_BOOTSTRAP")
     if external:
-        host, port = external.rsplit(":", 1)
+        _, port = external.rsplit(":", 1)
         yield KafkaBroker(port=int(port), controller_port=0, run_dir=Path("/nonexistent"))
         return
     broker = KafkaBroker(
@@ -97,10 +92,3 @@ def spans() -> InMemorySpanExporter:
     SPANS.clear()
     return SPANS
 
-
-@pytest.fixture
-async def noop() -> AsyncIterator[None]:
-    yield
-
-
-__all__ = ["free_port"]

@@ -229,13 +229,14 @@ def _proposal(
         best: tuple[float, CompanyProfile, str] | None = None
         for m in b.members:
             evidence = covers(need, m, tax)
-            if evidence.covered and (best is None or evidence.similarity > best[0]):
-                best = (evidence.similarity, m, evidence.detail)
+            if evidence.covered:
+                member_covers[m.id].append(need.text)
+                if best is None or evidence.similarity > best[0]:
+                    best = (evidence.similarity, m, evidence.detail)
         if best is None:
             coverage.append(NeedCoverage(need=need.text, company_id=None))
         else:
             coverage.append(NeedCoverage(need=need.text, company_id=best[1].id, evidence=best[2], similarity=best[0]))
-            member_covers[best[1].id].append(need.text)
     members = [
         ConsortiumMember(
             company_id=m.id,

@@ -1,0 +1,151 @@
+"""``python -m bench.matching.scale``: ranking latency, update latency and memory at 10k and 100k.
+
+Single core on purpose (thread pools pinned to 1 before numpy loads). Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from bench.matching.generator import companies, targets  # noqa: E402
+from services.matching.matcher import Matcher, Target  # noqa: E402
+from services.matching.matcher.features import profile_text  # noqa: E402
+from services.matching.matcher.matcher import target_text  # noqa: E402
+from services.matching.matcher.text import tokenize  # noqa: E402
+
+
+def rss_mb() -> float:
+    """Current resident set size (psutil when installed, else /proc), in MB."""
+    try:
+        import psutil  # type: ignore[import-untyped]
+
+        return float(psutil.Process().memory_info().rss) / 2**20
+    except ImportError:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KB
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def measure(n: int, queries: list[Target], updates: int) -> dict[str, Any]:
+    gc.collect()
+    before = rss_mb()
+    start = time.perf_counter()
+    matcher = Matcher()
+    for profile in companies(n):
+        matcher.upsert(profile)
+    matcher.compact()
+    build = time.perf_counter() - start
+    after = rss_mb()
+    for target in queries[:3]:  # warm caches (stems, scipy code paths)
+        matcher.rank(target, top_n=20)
+    times = []
+    for target in queries:
+        t0 = time.perf_counter()
+        matcher.rank(target, top_n=20)
+        times.append((time.perf_counter() - t0) * 1000)
+    # Update latency: a company changes its profile to fit a target; time until the next ranking
+    # of that target shows it (upsert + rank), without any explicit compaction.
+    lags, visible = [], 0
+    fresh = list(companies(updates, seed=99))
+    for i, target in enumerate(queries[:updates]):
+        base = fresh[i]
+        changed = base.model_copy(
+            update={
+                "id": f"U{i:04d}",
+                "country": "BE",
+                "capabilities": target.sought_capabilities * 3,
+                "domains": target.domains,
+                "keywords": [target.title],
+            }
+        )
+        t0 = time.perf_counter()
+        matcher.upsert(changed)
+        ranked = matcher.rank(target, top_n=20)
+        lags.append((time.perf_counter() - t0) * 1000)
+        visible += any(s.company_id == changed.id for s in ranked)
+    return {
+        "companies": n,
+        "build_seconds": round(build, 2),
+        "rank_ms_median": round(statistics.median(times), 2),
+        "rank_ms_p99": round(percentile(times, 0.99), 2),
+        "update_to_ranked_ms_median": round(statistics.median(lags), 2),
+        "update_to_ranked_ms_max": round(max(lags), 2),
+        "updated_company_in_top20": f"{visible}/{len(lags)}",
+        "index_rss_mb": round(after - before, 1),
+        "index_estimate_mb": round(matcher.memory_bytes() / 2**20, 1),
+        "rss_mb": round(rss_mb(), 1),
+    }
+
+
+def baseline(n: int, queries: list[Target]) -> dict[str, Any]:
+    """Naive rank-bm25 over the same corpus: rebuild-free queries, but no incremental updates."""
+    from rank_bm25 import BM25Okapi
+
+    start = time.perf_counter()
+    docs = [tokenize(profile_text(p)) for p in companies(n)]
+    bm25 = BM25Okapi(docs)
+    build = time.perf_counter() - start
+    times = []
+    for target in queries:
+        t0 = time.perf_counter()
+        scores = bm25.get_scores(tokenize(target_text(target)))
+        sorted(range(len(scores)), key=lambda i: -scores[i])[:20]
+        times.append((time.perf_counter() - t0) * 1000)
+    return {
+        "method": "rank-bm25 BM25Okapi (no eligibility, no explanations)",
+        "companies": n,
+        "build_seconds": round(build, 2),
+        "rank_ms_median": round(statistics.median(times), 2),
+        "rank_ms_p99": round(percentile(times, 0.99), 2),
+        "update": "full rebuild (BM25Okapi has no incremental update): build_seconds",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.matching.scale", description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--targets", type=int, default=50)
+    parser.add_argument("--updates", type=int, default=20)
+    parser.add_argument("--baseline-size", type=int, default=10000)
+    args = parser.parse_args(argv)
+    queries = targets(args.targets)
+    result: dict[str, Any] = {"single_core": True, "targets": len(queries), "runs": []}
+    for size in [int(s) for s in args.sizes.split(",") if s]:
+        run = measure(size, queries, args.updates)
+        result["runs"].append(run)
+        print(json.dumps(run), file=sys.stderr)
+        gc.collect()
+    result["baseline"] = baseline(args.baseline_size, queries[:10])
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    largest = result["runs"][-1] if result["runs"] else {}
+    result["goals"] = {
+        "rank_under_100ms": largest.get("rank_ms_p99", 1e9) < 100,
+        "update_under_1s": largest.get("update_to_ranked_ms_max", 1e9) < 1000,
+        "memory_under_2gb": result["peak_rss_mb"] < 2048,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
