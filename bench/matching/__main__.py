@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     base = MatcherConfig(weights=weights)
     configs = variants(base, encoder is not None) if args.ablation else {"matcher": base}
     harness = Harness(data, taxonomy, encoder)
-    results = []
+    results: list[dict[str, Any]] = []
     for prefix in [p.strip() for p in args.eval.split(",") if p.strip()]:
         result = evaluate(harness, prefix, configs, consortia=not args.no_consortia)
         bm25 = (result.get("bm25") or {}).get("recall@20")

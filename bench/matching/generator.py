@@ -14,17 +14,69 @@ from collections.abc import Iterator
 from services.matching.matcher import CompanyProfile, ProjectHistory, Target
 
 TECH: dict[str, list[str]] = {
-    "maritime": ["sonar", "hull-mounted sensors", "mine countermeasures", "naval radar", "subsea acoustics", "port security"],
-    "aviation-counter-uas": ["counter-uas", "drone detection", "air defence radar", "avionics", "missile seekers", "interceptors"],
+    "maritime": [
+        "sonar",
+        "hull-mounted sensors",
+        "mine countermeasures",
+        "naval radar",
+        "subsea acoustics",
+        "port security",
+    ],
+    "aviation-counter-uas": [
+        "counter-uas",
+        "drone detection",
+        "air defence radar",
+        "avionics",
+        "missile seekers",
+        "interceptors",
+    ],
     "space": ["satellite payloads", "earth observation", "space situational awareness", "gnss receivers", "launchers"],
-    "artificial-intelligence": ["machine learning", "computer vision", "data fusion", "decision support", "natural language"],
-    "cybersecurity": ["intrusion detection", "cryptography", "secure communication", "malware analysis", "zero trust networks"],
-    "biotechnology": ["cbrn detection", "biosensors", "decontamination", "medical countermeasures", "pathogen diagnostics"],
-    "autonomous-systems": ["unmanned ground vehicles", "swarm robotics", "autonomous navigation", "manned-unmanned teaming", "uuv"],
+    "artificial-intelligence": [
+        "machine learning",
+        "computer vision",
+        "data fusion",
+        "decision support",
+        "natural language",
+    ],
+    "cybersecurity": [
+        "intrusion detection",
+        "cryptography",
+        "secure communication",
+        "malware analysis",
+        "zero trust networks",
+    ],
+    "biotechnology": [
+        "cbrn detection",
+        "biosensors",
+        "decontamination",
+        "medical countermeasures",
+        "pathogen diagnostics",
+    ],
+    "autonomous-systems": [
+        "unmanned ground vehicles",
+        "swarm robotics",
+        "autonomous navigation",
+        "manned-unmanned teaming",
+        "uuv",
+    ],
     "energy": ["battery systems", "hydrogen fuel cells", "tactical microgrids", "hybrid propulsion", "energy storage"],
-    "environment-geo-intelligence": ["hyperspectral imagery", "geospatial analytics", "terrain mapping", "weather sensing", "remote sensing"],
+    "environment-geo-intelligence": [
+        "hyperspectral imagery",
+        "geospatial analytics",
+        "terrain mapping",
+        "weather sensing",
+        "remote sensing",
+    ],
 }
-ACTIVITY = ["design of", "development of", "integration of", "testing of", "production of", "research on", "software for"]
+ACTIVITY = [
+    "design of",
+    "development of",
+    "integration of",
+    "testing of",
+    "production of",
+    "research on",
+    "software for",
+]
 APPLICATION = [
     "for naval platforms",
     "for land forces",

@@ -14,6 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from bench.matching.baseline import TokenCache, bm25_rank
 from bench.matching.data import Dataset, Project, others, profiles_from, target_for
 from bench.matching.metrics import mean, overlap, recall_at_k, reciprocal_rank
@@ -77,13 +80,29 @@ class ConsortiumScores:
         }
 
 
+class CachedEncoder:
+    """Memoises embeddings: held-out projects re-upsert the same profile texts over and over."""
+
+    def __init__(self, inner: TextEncoder) -> None:
+        self.inner = inner
+        self.dim = inner.dim
+        self._cache: dict[str, npt.NDArray[np.float32]] = {}
+
+    def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            for text, vector in zip(missing, self.inner.encode(missing), strict=True):
+                self._cache[text] = vector
+        return np.stack([self._cache[t] for t in texts])
+
+
 class Harness:
     """Keeps one Matcher per configuration in step with the held-out project."""
 
     def __init__(self, data: Dataset, taxonomy: Taxonomy, encoder: TextEncoder | None = None) -> None:
         self.data = data
         self.taxonomy = taxonomy
-        self.encoder = encoder
+        self.encoder = CachedEncoder(encoder) if encoder is not None else None
         self.full = profiles_from(data.projects, data, taxonomy)
 
     def build(self, config: MatcherConfig) -> Matcher:
@@ -99,14 +118,14 @@ class Harness:
 
     def hold_out(self, matcher: Matcher, project: Project, reduced: Mapping[str, CompanyProfile]) -> None:
         """Bring the matcher to the state without ``project``: only its participants change."""
-        for pic in project.pics:
+        for pic in sorted(project.pics):
             if pic in reduced:
                 matcher.upsert(reduced[pic])
             else:
                 matcher.remove(pic)
 
     def restore(self, matcher: Matcher, project: Project) -> None:
-        for pic in project.pics:
+        for pic in sorted(project.pics):
             matcher.upsert(self.full[pic])
 
 

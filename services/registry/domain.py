@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from services.registry.models import Company, CompanyCreate, CompanyUpdate
+from services.registry.models import Company, CompanyCreate, CompanyUpdate, HistoryIn
 from shared.events.companies import CompanyRegistered, CompanyRemoved, CompanyUpdated
 from shared.outbox import UnitOfWork, utcnow
 
@@ -66,6 +67,45 @@ async def update_company(uow: UnitOfWork, *, company_id: str, data: CompanyUpdat
     uow.session.add(company)
     uow.emit(CompanyUpdated(company=company.public_profile(), changed_fields=changed), subject=company.id)
     return company
+
+
+MAX_HISTORY_ITEMS = 200  # what CompanyCreate/CompanyUpdate accept
+
+
+def _history_key(item: Mapping[str, Any]) -> tuple[str, str]:
+    return str(item.get("topic_id") or "").strip().upper(), " ".join(str(item.get("title") or "").split()).casefold()
+
+
+async def add_project_history(
+    uow: UnitOfWork, *, company_id: str, items: Sequence[HistoryIn]
+) -> tuple[list[HistoryIn], int]:
+    """Append the history items the company does not list yet (same topic id and title); emit company.updated.
+
+    The row is locked for the transaction, so a concurrent edit cannot drop the additions. Returns the
+    items added and how many new ones were left out because the profile already holds the maximum.
+    """
+    query = select(Company).where(col(Company.id) == company_id).with_for_update()
+    company = (await uow.session.exec(query)).first()
+    if company is None:
+        raise CompanyNotFound(company_id)
+    seen = {_history_key(h) for h in company.history}
+    added: list[HistoryIn] = []
+    no_room = 0
+    for item in items:
+        key = _history_key(item.model_dump())
+        if key in seen:
+            continue
+        seen.add(key)
+        if len(company.history) + len(added) >= MAX_HISTORY_ITEMS:
+            no_room += 1
+            continue
+        added.append(item)
+    if added:
+        company.history = [*company.history, *(i.model_dump(mode="json") for i in added)]
+        company.updated_at = utcnow()
+        uow.session.add(company)
+        uow.emit(CompanyUpdated(company=company.public_profile(), changed_fields=["history"]), subject=company.id)
+    return added, no_room
 
 
 async def remove_company(uow: UnitOfWork, *, company_id: str) -> None:

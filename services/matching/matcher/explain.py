@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 from services.matching.matcher.models import CapabilityMatch
-from services.matching.matcher.text import _fold, stem, tokenize
+from services.matching.matcher.text import BOILERPLATE_STEMS, _fold, stem, tokenize
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -35,13 +35,16 @@ def statement_similarity(a: Sequence[str], b: Sequence[str], idf: Callable[[str]
 
 
 def capability_matches(
-    sought: Sequence[str], statements: Sequence[str], idf: Callable[[str], float], *, floor: float = 0.05
+    sought: Sequence[tuple[str, list[str]]],
+    statements: Sequence[str],
+    idf: Callable[[str], float],
+    *,
+    floor: float = 0.05,
 ) -> list[CapabilityMatch]:
-    """For each sought capability, the company statement that answers it best (if any does)."""
+    """For each sought capability (text, tokens), the company statement answering it best, if any."""
     tokenised = [(s, tokenize(s)) for s in statements]
     out: list[CapabilityMatch] = []
-    for need in sought:
-        need_tokens = tokenize(need)
+    for need, need_tokens in sought:
         best, best_sim = "", 0.0
         for statement, tokens in tokenised:
             sim = statement_similarity(need_tokens, tokens, idf)
@@ -53,8 +56,10 @@ def capability_matches(
 
 
 def top_terms(contributions: Mapping[str, float], surface: Mapping[str, str], k: int = 8) -> list[str]:
-    ranked = sorted(contributions.items(), key=lambda kv: kv[1], reverse=True)[:k]
-    return [surface.get(term, term) for term, value in ranked if value > 0]
+    """The words that carried the text match; call boilerplate may score a little but explains nothing."""
+    useful = ((t, v) for t, v in contributions.items() if v > 0 and t not in BOILERPLATE_STEMS)
+    ranked = sorted(useful, key=lambda kv: kv[1], reverse=True)[:k]
+    return [surface.get(term, term) for term, _ in ranked]
 
 
 def summary_line(name: str, domains: Sequence[str], terms: Sequence[str], signals: Mapping[str, float]) -> str:

@@ -40,7 +40,18 @@ def _grow(array: npt.NDArray[np.generic], size: int, fill: float = 0) -> npt.NDA
 class SparseField:
     """Rows x terms with term frequencies; rows are owned (allocated) by the caller."""
 
-    def __init__(self, *, compact_min_entries: int = 200_000, compact_ratio: float = 0.10) -> None:
+    def __init__(
+        self,
+        *,
+        compact_min_entries: int = 200_000,
+        compact_ratio: float = 0.10,
+        bm25: tuple[float, float] | None = None,
+    ) -> None:
+        # With ``bm25=(k1, b)`` the main segment stores each entry's BM25 term-frequency saturation
+        # (computed with the average length at compaction time), so a query is one sparse
+        # matrix-vector product in scipy's C code instead of per-entry numpy work.
+        self.bm25_params = bm25
+        self._avg_at_compaction = 0.0
         self.vocab: dict[str, int] = {}
         self.terms: list[str] = []
         self.df = np.zeros(0, dtype=np.float64)
@@ -137,6 +148,9 @@ class SparseField:
         vals_list = [v for v in self.row_vals if v is not None]
         vals = np.concatenate(vals_list).astype(np.float64) if vals_list else np.zeros(0)
         rows = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
+        self._avg_at_compaction = self.avg_len or 1.0
+        if self.bm25_params is not None:
+            vals = self._saturate(vals, self.row_len[rows])
         self._main = sparse.csc_matrix((vals, (rows, cols)), shape=(n_rows, max(1, len(self.terms))))
         self._main.sort_indices()
         self._main_seq = self.row_seq[:n_rows].copy()
@@ -202,31 +216,53 @@ class SparseField:
         df = self.df[term_ids]
         return np.log1p((n - df + 0.5) / (df + 0.5))
 
-    def bm25(self, query: Mapping[str, float], n_rows: int, *, k1: float = 1.2, b: float = 0.75) -> FloatArray:
-        """BM25 score of every row for a weighted query (weight multiplies the term's idf)."""
+    def _saturate(self, tf: FloatArray, lengths: FloatArray) -> FloatArray:
+        k1, b = self.bm25_params or (1.2, 0.75)
+        avg = self._avg_at_compaction or self.avg_len or 1.0
+        return tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * lengths / avg))
+
+    def bm25(self, query: Mapping[str, float], n_rows: int) -> FloatArray:
+        """BM25 score of every row for a weighted query (weight multiplies the term's idf).
+
+        Length normalisation uses the average profile length at the last compaction, so a fresh
+        build and an incrementally updated index agree exactly once both are compacted.
+        """
+        if self.bm25_params is None:
+            raise ValueError("this field was not built for BM25 (bm25=(k1, b))")
         scores = np.zeros(n_rows)
         terms, ids = self.term_ids(query.keys())
         if not terms:
             return scores
         weights = np.asarray([query[t] for t in terms]) * self.idf(ids)
-        rows, qpos, tf = self.postings(ids)
-        if rows.size == 0:
-            return scores
-        avg = self.avg_len or 1.0
-        norm = k1 * (1.0 - b + b * self.row_len[rows] / avg)
-        contrib = weights[qpos] * tf * (k1 + 1.0) / (tf + norm)
-        scores += np.bincount(rows, weights=contrib, minlength=n_rows)[:n_rows]
+        if self._main is not None:
+            in_main = ids < self._main.shape[1]
+            if in_main.any():
+                part = self._main[:, ids[in_main]] @ weights[in_main]
+                # Rows changed or removed since compaction: their main entries are stale.
+                stale = self._main_seq != self.row_seq[: self._main_seq.size]
+                part[stale] = 0.0
+                scores[: part.size] += part[:n_rows]
+        if self._d_size:
+            d_terms = self._d_terms[: self._d_size]
+            hit = np.flatnonzero(np.isin(d_terms, ids))
+            if hit.size:
+                rows = self._d_rows[hit]
+                keep = self._d_seq[hit] == self.row_seq[rows]
+                hit, rows = hit[keep], rows[keep]
+                position = {int(t): i for i, t in enumerate(ids)}
+                qpos = np.fromiter((position[int(t)] for t in d_terms[hit]), dtype=np.int64, count=hit.size)
+                sat = self._saturate(self._d_vals[hit], self.row_len[rows])
+                scores += np.bincount(rows, weights=weights[qpos] * sat, minlength=n_rows)[:n_rows]
         return scores
 
-    def row_contributions(
-        self, row: int, query: Mapping[str, float], *, k1: float = 1.2, b: float = 0.75
-    ) -> dict[str, float]:
+    def row_contributions(self, row: int, query: Mapping[str, float]) -> dict[str, float]:
         """Per-term BM25 contribution for one row: the words that carried its match."""
         ids = self.row_terms[row] if row < len(self.row_terms) else None
         vals = self.row_vals[row] if row < len(self.row_vals) else None
         if ids is None or vals is None:
             return {}
-        avg = self.avg_len or 1.0
+        k1, b = self.bm25_params or (1.2, 0.75)
+        avg = self._avg_at_compaction or self.avg_len or 1.0
         norm = k1 * (1.0 - b + b * float(self.row_len[row]) / avg)
         n = float(max(self.live_rows, 1))
         out: dict[str, float] = {}

@@ -16,6 +16,7 @@ Weights come from the EDF benchmark (bench/matching, see services/matching/READM
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -66,7 +67,7 @@ class MatcherConfig:
     seeds: int = 10
     statement_weight: int = 2
     category_saturation: float = 3.0
-    normalisation: str = "logistic"
+    normalisation: str = "max"
 
     def without(self, signal: str) -> MatcherConfig:
         weights = dict(self.weights)
@@ -113,7 +114,7 @@ class Matcher:
         self.taxonomy = taxonomy or load_taxonomy()
         self.rules = country_rules(self.taxonomy)
         self.encoder = encoder
-        self.terms = SparseField()
+        self.terms = SparseField(bm25=(self.config.k1, self.config.b))
         self.graph = PartnerGraph()
         self.store = ProfileStore(self.taxonomy, self.rules)
         self.rows: dict[str, int] = {}
@@ -197,7 +198,7 @@ class Matcher:
         query = self.query(target, text)
         out: dict[str, FloatArray] = {}
         if cfg.weight("text") > 0:
-            raw = self.terms.bm25(query, n, k1=cfg.k1, b=cfg.b)
+            raw = self.terms.bm25(query, n)
             out["text"] = _normalise(raw, mask, cfg.normalisation)
         domains = self.target_domains(target, text)
         if cfg.weight("domain") > 0 and domains:
@@ -260,52 +261,14 @@ class Matcher:
         best = eligible[np.argpartition(-final[eligible], k - 1)[:k]]
         # Stable order: score, then id, so equal scores do not reshuffle between runs.
         ordered = sorted(best.tolist(), key=lambda r: (-final[r], self.store.ids[r]))
-        return [self._suggestion(r, i + 1, float(final[r]), signals, query, target) for i, r in enumerate(ordered)]
+        context = _Explainer(self, target, query, signals)
+        return [context.suggestion(r, i + 1, float(final[r])) for i, r in enumerate(ordered)]
 
-    def _suggestion(
-        self,
-        row: int,
-        rank: int,
-        score: float,
-        signals: Mapping[str, FloatArray],
-        query: Mapping[str, float],
-        target: Target,
-    ) -> Suggestion:
-        text = target_text(target)
-        domains = sorted(set(self.target_domains(target, text)) & self.domain_sets[row])
-        contributions = self.terms.row_contributions(row, query, k1=self.config.k1, b=self.config.b)
-        terms = top_terms(contributions, surface_forms(text + " " + " ".join(target.sought_capabilities)))
-        needs = target.sought_capabilities or [target.title]
-        matches = capability_matches(needs, self.statements[row], self._idf)
-        values = {name: round(float(v[row]), 4) for name, v in signals.items()}
-        _, why = check_eligibility(
-            self.rules,
-            CompanyProfile(id=self.store.ids[row], name=self.store.names[row], country=self.store.countries[row]),
-            target,
-        )
-        name = self.store.names[row]
-        reasons = Reasons(
-            matched_domains=domains,
-            capability_matches=matches,
-            top_terms=terms,
-            signals=values,
-            eligibility=why,
-            summary=summary_line(name, domains, terms, values),
-        )
-        return Suggestion(
-            company_id=self.store.ids[row],
-            company_name=name,
-            country=self.store.countries[row],
-            rank=rank,
-            score=round(min(1.0, max(0.0, score)), 6),
-            reasons=reasons,
-        )
-
-    def _idf(self, term: str) -> float:
+    def idf(self, term: str) -> float:
         tid = self.terms.vocab.get(term)
-        if tid is None:
-            return float(np.log1p(max(self.terms.live_rows, 1)))
-        return float(self.terms.idf(np.asarray([tid]))[0])
+        n = float(max(self.terms.live_rows, 1))
+        df = float(self.terms.df[tid]) if tid is not None else 0.0
+        return math.log1p((n - df + 0.5) / (df + 0.5))
 
     def memory_bytes(self) -> int:
         return (
@@ -313,4 +276,58 @@ class Matcher:
             + self.graph.listed.memory_bytes()
             + self.store.memory_bytes()
             + self.vectors.nbytes
+        )
+
+
+class _Explainer:
+    """Per-target facts computed once, then reasons for each returned company."""
+
+    def __init__(
+        self, matcher: Matcher, target: Target, query: Mapping[str, float], signals: Mapping[str, FloatArray]
+    ) -> None:
+        self.m = matcher
+        self.target = target
+        self.query = query
+        self.signals = signals
+        text = target_text(target)
+        self.domains = set(matcher.target_domains(target, text))
+        self.surface = surface_forms(text + " " + " ".join(target.sought_capabilities))
+        needs = target.sought_capabilities or [target.title]
+        self.needs = [(n, tokenize(n)) for n in needs]
+        self._idf: dict[str, float] = {}
+
+    def idf(self, term: str) -> float:
+        found = self._idf.get(term)
+        if found is None:
+            found = self._idf[term] = self.m.idf(term)
+        return found
+
+    def suggestion(self, row: int, rank: int, score: float) -> Suggestion:
+        m, store = self.m, self.m.store
+        domains = sorted(self.domains & m.domain_sets[row])
+        contributions = m.terms.row_contributions(row, self.query)
+        terms = top_terms(contributions, self.surface)
+        matches = capability_matches(self.needs, m.statements[row], self.idf)
+        values = {name: round(float(v[row]), 4) for name, v in self.signals.items()}
+        name = store.names[row]
+        rule = m.rules.get(self.target.programme, m.rules["OTHER"])
+        why = (
+            f"{self.target.programme}: open to organisations from any country"
+            if rule.countries is None
+            else f"{self.target.programme}: established in {store.countries[row]}, which is {rule.label}"
+        )
+        return Suggestion(
+            company_id=store.ids[row],
+            company_name=name,
+            country=store.countries[row],
+            rank=rank,
+            score=round(min(1.0, max(0.0, score)), 6),
+            reasons=Reasons(
+                matched_domains=domains,
+                capability_matches=matches,
+                top_terms=terms,
+                signals=values,
+                eligibility=why,
+                summary=summary_line(name, domains, terms, values),
+            ),
         )

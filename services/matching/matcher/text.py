@@ -42,7 +42,8 @@ CALL_BOILERPLATE: frozenset[str] = frozenset(
     knowledge generating integrating studies study feasibility defence product products technology
     technologies component components system systems solution solutions new support ensure
     order level related based well possible relevant different various future current capability
-    capabilities""".split()
+    capabilities two three four several country countries member state states european union eu edf
+    next year years""".split()
 )
 
 _SUFFIXES: tuple[str, ...] = tuple(
@@ -63,6 +64,8 @@ def strip_html(text: str) -> str:
 
 def _fold(text: str) -> str:
     # NFKD + drop combining marks: "Défense" and "Defense" are the same word to a matcher.
+    if text.isascii():  # the common case; NFKD over long call texts is the slow part
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.lower())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 

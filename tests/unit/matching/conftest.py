@@ -36,7 +36,9 @@ def company(
 
 
 def past(title: str, topic: str, partners: list[str], role: str = "participant") -> ProjectHistory:
-    return ProjectHistory(programme="EDF", year=2022, title=title, summary=title, topic_id=topic, role=role, partners=partners)
+    return ProjectHistory(
+        programme="EDF", year=2022, title=title, summary=title, topic_id=topic, role=role, partners=partners
+    )
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +57,12 @@ def profiles() -> dict[str, CompanyProfile]:
             domains=["maritime"],
             history=[past("Sonar arrays for harbour protection", uww, ["fr_radar", "no_uuv"])],
         ),
-        company("be_cyber", "BE", ["network intrusion detection", "cryptography and secure communication"], domains=["cybersecurity"]),
+        company(
+            "be_cyber",
+            "BE",
+            ["network intrusion detection", "cryptography and secure communication"],
+            domains=["cybersecurity"],
+        ),
         company(
             "be_institute",
             "BE",
@@ -73,10 +80,23 @@ def profiles() -> dict[str, CompanyProfile]:
             group="navalcorp",
             history=[past("Sonar arrays for harbour protection", uww, ["be_sonar", "no_uuv"], role="coordinator")],
         ),
-        company("fr_naval_sub", "FR", ["ship hull design", "naval platform integration"], domains=["maritime"], size="large", group="navalcorp"),
-        company("de_drone", "DE", ["counter-uas drone detection", "interceptor drones"], domains=["aviation-counter-uas"]),
-        company("nl_space", "NL", ["satellite earth observation imagery"], domains=["space"], org="research", size="large"),
-        company("us_ai", "US", ["machine learning computer vision for sonar data"], domains=["artificial-intelligence"]),
+        company(
+            "fr_naval_sub",
+            "FR",
+            ["ship hull design", "naval platform integration"],
+            domains=["maritime"],
+            size="large",
+            group="navalcorp",
+        ),
+        company(
+            "de_drone", "DE", ["counter-uas drone detection", "interceptor drones"], domains=["aviation-counter-uas"]
+        ),
+        company(
+            "nl_space", "NL", ["satellite earth observation imagery"], domains=["space"], org="research", size="large"
+        ),
+        company(
+            "us_ai", "US", ["machine learning computer vision for sonar data"], domains=["artificial-intelligence"]
+        ),
         company("ch_robot", "CH", ["underwater robotics and sonar"], domains=["maritime", "autonomous-systems"]),
         company(
             "no_uuv",
@@ -87,9 +107,17 @@ def profiles() -> dict[str, CompanyProfile]:
             history=[past("Sonar arrays for harbour protection", uww, ["be_sonar", "fr_radar"])],
         ),
         company("es_sme", "ES", ["sonar transducers and hydrophones"], domains=["maritime"], size="micro"),
-        company("it_naval", "IT", ["naval combat systems", "sonar integration on ships"], domains=["maritime"], size="large"),
+        company(
+            "it_naval", "IT", ["naval combat systems", "sonar integration on ships"], domains=["maritime"], size="large"
+        ),
         company("gr_port", "EL", ["port security and harbour surveillance"], domains=["maritime"], size="small"),
-        company("pl_uuv", "PL", ["unmanned underwater vehicle autonomy"], domains=["maritime", "autonomous-systems"], size="medium"),
+        company(
+            "pl_uuv",
+            "PL",
+            ["unmanned underwater vehicle autonomy"],
+            domains=["maritime", "autonomous-systems"],
+            size="medium",
+        ),
     ]
     return {p.id: p for p in items}
 

@@ -53,7 +53,12 @@ def test_edf_proposals_satisfy_every_rule(matcher: Matcher, profiles: dict[str, 
     for p in proposals:
         checks = check_rules(p, target, profiles)
         assert all(c.passed for c in checks), [c for c in checks if not c.passed]
-        assert {c.rule for c in checks} >= {"min_countries", "independent_entities", "sme_participation", "needs_covered"}
+        assert {c.rule for c in checks} >= {
+            "min_countries",
+            "independent_entities",
+            "sme_participation",
+            "needs_covered",
+        }
         assert p.satisfied and 0.0 <= p.score <= 1.0
         assert 6 <= len(p.members) <= 20
         assert all(m.country not in {"US", "CH"} for m in p.members)
