@@ -172,13 +172,21 @@ async def company_removed(uow: UnitOfWork, engine: MatchingEngine, *, company_id
 
 
 async def _rescore_open_targets(uow: UnitOfWork, engine: MatchingEngine, *, company_id: str) -> int:
+    """Republish the open targets where this company enters, leaves or moves in the top N.
+
+    ``would_change`` rescores only this company against each target (O(its profile)), so one
+    company's update does not re-rank every open target; a full ranking runs only where it matters.
+    """
     targets = (await uow.session.exec(select(TargetView).where(col(TargetView.open).is_(True)))).all()
     republished = 0
     for row in targets:
         target = Target.model_validate(row.target)
+        stored = await uow.session.get(SuggestionSet, (row.target_type, row.target_id))
+        current = [(s["company_id"], float(s["score"])) for s in stored.suggestions] if stored else []
+        if stored is not None and not engine.matcher.would_change(target, company_id, current, engine.top_n):
+            continue
         ranked = engine.rank(target)
         new_pos = next(((s.rank, round(s.score, 4)) for s in ranked if s.company_id == company_id), None)
-        stored = await uow.session.get(SuggestionSet, (row.target_type, row.target_id))
         old_pos = _position(stored.suggestions, company_id) if stored else None
         if new_pos != old_pos:
             await publish_ranking(uow, engine, target=target, ranked=ranked)

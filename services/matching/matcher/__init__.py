@@ -14,6 +14,7 @@ from services.matching.matcher.models import (
     Suggestion,
     Target,
 )
+from services.matching.matcher.rescore import RescoreCheck
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -27,6 +28,7 @@ __all__ = [
     "NeedCoverage",
     "ProjectHistory",
     "Reasons",
+    "RescoreCheck",
     "RuleCheck",
     "Suggestion",
     "Target",

@@ -71,6 +71,7 @@ class SparseField:
         self._main_nnz = 0
         self.compact_min_entries = compact_min_entries
         self.compact_ratio = compact_ratio
+        self.generation = 0  # bumped by every compaction (BM25 length normaliser may move)
 
     # ---- writes -------------------------------------------------------------------------------
     def _ensure_rows(self, row: int) -> None:
@@ -156,6 +157,7 @@ class SparseField:
         self._main_seq = self.row_seq[:n_rows].copy()
         self._main_nnz = int(cols.size)
         self._d_size = 0
+        self.generation += 1
 
     # ---- reads --------------------------------------------------------------------------------
     @property
