@@ -41,6 +41,7 @@ kafka-down:
 ## Latency of the event pipeline beside a bare aiokafka round trip, and the core-flow numbers.
 bench: venv
 	$(PYTHON) -m bench.pipeline
+	$(PYTHON) -m bench.core_flow
 
 ## Matching quality on real EDF consortia: make bench-matching DATA=<path> EVAL=<topic-id prefix>
 bench-matching: venv

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel
 
+from shared.auth import AuthGuard, close_when_stopped
 from shared.runtime import ServiceRuntime
 from shared.settings import REPO_ROOT
 
@@ -56,8 +57,12 @@ def create_app(
     title: str,
     description: str,
     routers: Sequence[APIRouter],
+    auth: AuthGuard | None = None,
 ) -> FastAPI:
-    """A FastAPI app whose lifespan runs the service runtime; OpenAPI at /docs."""
+    """A FastAPI app whose lifespan runs the service runtime; OpenAPI at /docs.
+
+    ``auth`` authenticates the routes' ``shared.auth`` dependencies (without it they answer 503).
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -66,6 +71,9 @@ def create_app(
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.runtime = runtime
+    if auth is not None:
+        app.state.auth = auth
+        runtime.background(lambda stop: close_when_stopped(auth, stop))
     for router in routers:
         app.include_router(router)
 

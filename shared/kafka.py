@@ -7,6 +7,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 
 from shared.events import TOPICS
 from shared.settings import KafkaSettings
@@ -29,6 +30,21 @@ def reliable_producer(settings: KafkaSettings, *, client_id: str) -> AIOKafkaPro
         enable_idempotence=True,
         request_timeout_ms=settings.request_timeout_ms,
         linger_ms=2,
+        **settings.client_security(),
+    )
+
+
+def kafka_security(settings: KafkaSettings) -> BaseSecurity | None:
+    """The FastStream security object for the configured SASL/SCRAM credentials (None for PLAINTEXT)."""
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    scram = SASLScram512 if settings.sasl_mechanism == "SCRAM-SHA-512" else SASLScram256
+    options = settings.client_security()
+    return scram(
+        username=options["sasl_plain_username"] or "",
+        password=options["sasl_plain_password"] or "",
+        use_ssl=settings.security_protocol == "SASL_SSL",
+        ssl_context=options.get("ssl_context"),
     )
 
 
@@ -45,7 +61,9 @@ async def ensure_topics(settings: KafkaSettings, topics: list[str]) -> list[str]
     counts decide ordering guarantees, so they are set here and nowhere else.
     """
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=settings.request_timeout_ms
+        bootstrap_servers=settings.bootstrap_servers,
+        request_timeout_ms=settings.request_timeout_ms,
+        **settings.client_security(),
     )
     await admin.start()
     try:

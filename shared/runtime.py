@@ -28,7 +28,7 @@ from shared.consumer import (
 )
 from shared.db import Database
 from shared.events.base import CloudEvent
-from shared.kafka import all_topics, ensure_topics
+from shared.kafka import all_topics, ensure_topics, kafka_security
 from shared.outbox import OutboxRecord, OutboxRelay, UnitOfWorkFactory
 from shared.settings import ServiceSettings
 from shared.telemetry import configure_tracing
@@ -65,6 +65,7 @@ class ServiceRuntime:
             allow_auto_create_topics=False,
             # Per-record "Received/Processed" lines at DEBUG: our own logs say what matters.
             log_level=logging.DEBUG,
+            security=kafka_security(settings.kafka),
         )
         self.dead_letters = DeadLetterPublisher(settings.kafka, client_id=f"{name}-dlq")
         self._extra_topics = extra_topics

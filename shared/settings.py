@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -24,10 +25,33 @@ class KafkaSettings(BaseSettings):
     topic_partitions: int = Field(3, ge=1, validation_alias="TOPIC_PARTITIONS")
     topic_replication: int = Field(1, ge=1, validation_alias="TOPIC_REPLICATION")
     request_timeout_ms: int = Field(10_000, validation_alias="KAFKA_REQUEST_TIMEOUT_MS")
+    # SASL/SCRAM per service (docker-compose.yml, docs/security.md); PLAINTEXT when unset.
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL"
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        "SCRAM-SHA-512", validation_alias="KAFKA_SASL_MECHANISM"
+    )
+    sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME")
+    sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD")
 
     def topic(self, name: str) -> str:
         """The physical topic name for a logical one (the prefix isolates tests and tenants)."""
         return f"{self.topic_prefix}{name}"
+
+    def client_security(self) -> dict[str, Any]:
+        """aiokafka keyword arguments for the configured security; none for PLAINTEXT."""
+        if self.security_protocol == "PLAINTEXT":
+            return {}
+        options: dict[str, Any] = {
+            "security_protocol": self.security_protocol,
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+        }
+        if self.security_protocol == "SASL_SSL":
+            options["ssl_context"] = ssl.create_default_context()
+        return options
 
 
 class TelemetrySettings(BaseSettings):

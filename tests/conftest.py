@@ -27,6 +27,7 @@ SPANS = InMemorySpanExporter()
 configure_tracing("tests", TelemetrySettings(), exporter=SPANS)
 
 _broker: KafkaBroker | None = None
+INFRA: dict[str, str] = {}
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -37,6 +38,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         except Exception as exc:  # a header is informational; the fixtures fail loudly later
             lines.append(f"postgresql: not reachable yet ({type(exc).__name__})")
     return lines
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the real infrastructure the run used, even under -q."""
+    for name, what in INFRA.items():
+        terminalreporter.write_line(f"[infra] {name}: {what}")
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +63,7 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     if not port_open("127.0.0.1", broker.port):
         broker.up()
     _broker = broker
-    print(f"\n[tests] Apache Kafka {KafkaBroker.version()} at {broker.bootstrap}")
+    INFRA["kafka"] = f"Apache Kafka {KafkaBroker.version()} at {broker.bootstrap}"
     yield broker
     if broker.started_here and not os.environ.get("KEEP_TEST_KAFKA"):
         broker.down()
@@ -65,7 +72,7 @@ def kafka_broker() -> Iterator[KafkaBroker]:
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     url = postgres_admin_url()
-    print(f"\n[tests] PostgreSQL {postgres_version(url)}")
+    INFRA["postgresql"] = f"PostgreSQL {postgres_version(url)}"
     return url
 
 

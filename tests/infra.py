@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psycopg
 
+from shared.auth import AuthSettings
+
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
 PG_SH = ROOT / "deploy" / "postgres" / "pg.sh"
@@ -109,6 +111,11 @@ class Databases:
             for name in self.created:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.created.clear()
+
+
+def admin_headers() -> dict[str, str]:
+    """Authenticate as the admin: the token in-process services take from the environment (or the dev default)."""
+    return {"Authorization": f"Bearer {AuthSettings().admin_secret}"}
 
 
 def topic_prefix() -> str:

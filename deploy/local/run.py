@@ -46,6 +46,9 @@ DEFAULT_KAFKA = f"{HOST}:9092"
 REPLAY_PORT = 8090
 REPLAY_SEARCH_URL = f"http://{HOST}:{REPLAY_PORT}/search-api/prod/rest/search"
 SERVICE_ENV = {"OUTBOX_POLL_INTERVAL": "0.2", "BONDGENOOT_ENV": "local", "PYTHONUNBUFFERED": "1"}
+# The same local-only default as shared.auth.DEV_ADMIN_TOKEN (the services fall back to it when
+# BONDGENOOT_ENV=local and BONDGENOOT_ADMIN_TOKEN is unset); seeding authenticates with it.
+DEV_ADMIN_TOKEN = "bgt-local-admin-token-do-not-use-in-production"
 
 STOP_GRACE_S = 15.0
 LOG_TAIL_LINES = 40
@@ -323,6 +326,10 @@ def service_url(service: str, path: str) -> str:
     return f"http://{HOST}:{SERVICES[service]}{path}"
 
 
+def admin_token() -> str:
+    return os.environ.get("BONDGENOOT_ADMIN_TOKEN", "").strip() or DEV_ADMIN_TOKEN
+
+
 def describe_error(exc: Exception) -> str:
     if isinstance(exc, httpx.HTTPStatusError):
         return f"HTTP {exc.response.status_code}: {exc.response.text[:300]}"
@@ -585,12 +592,17 @@ def print_urls(running: set[str], kafka_bootstrap: str, replay_url: str | None) 
     if replay_url:
         print(f"portal    {replay_url} (replay of services/calls/replay/data)")
     print(f"logs      {rel(LOG_DIR)}/<name>.log")
+    if admin_token() == DEV_ADMIN_TOKEN:
+        print(f"admin     Authorization: Bearer {DEV_ADMIN_TOKEN}  (local default; docs/security.md)")
+    else:
+        print("admin     Authorization: Bearer $BONDGENOOT_ADMIN_TOKEN")
 
 
 def seed_and_summarise(
     running: set[str], stack: Stack | None, *, expect_calls: bool, wait_s: float
 ) -> tuple[Seeded, list[str]]:
-    with httpx.Client(timeout=15.0, trust_env=False) as client:
+    headers = {"Authorization": f"Bearer {admin_token()}"}  # seeding writes as the admin
+    with httpx.Client(timeout=15.0, trust_env=False, headers=headers) as client:
         api = Api(client, running)
         print("\n=== Seeding the demo data")
         seeded = seed(api)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 
 from services.alerts import domain
 from services.alerts.models import UUID_PATTERN, Alert, AlertPublic, SubscriptionIn, SubscriptionPublic
+from shared.auth import Access, require
 from shared.http import Page, PageDep
 from shared.outbox import UnitOfWorkFactory
 
-router = APIRouter()
+# Subscriptions and the inbox are the company's own: the company itself and admins only.
+router = APIRouter(dependencies=[Depends(require(Access.OWN_COMPANY))])
 
 CompanyIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="The company's id in the registry (a UUID)")]
 

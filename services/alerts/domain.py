@@ -13,8 +13,10 @@ from typing import Any
 
 from sqlalchemy import Insert, func
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import lazyload
 from sqlmodel import col, select
 
+from services.alerts import delivery
 from services.alerts.models import Alert, Subscription, SubscriptionIn
 from shared.events.alerts import AlertRaised
 from shared.events.base import CloudEvent
@@ -126,7 +128,9 @@ async def on_suggestions_computed(uow: UnitOfWork, ce: CloudEvent, data: Suggest
         return
     subscriptions = (
         await uow.session.exec(
-            select(Subscription).where(col(Subscription.company_id).in_(list(best)), col(Subscription.active))
+            select(Subscription)
+            .where(col(Subscription.company_id).in_(list(best)), col(Subscription.active))
+            .options(lazyload(Subscription.channels))  # type: ignore[arg-type]  # not needed here: no extra query
         )
     ).all()
     wanted = sorted(
@@ -153,24 +157,25 @@ async def on_suggestions_computed(uow: UnitOfWork, ce: CloudEvent, data: Suggest
         for item in wanted
     ]
     inserted = set((await uow.session.exec(_insert_new_only(uow, rows))).scalars().all())  # type: ignore[call-overload]
+    raised: list[tuple[AlertRaised, CloudEvent]] = []
     for row, item in zip(rows, wanted, strict=True):
         if row["id"] not in inserted:
             continue
-        uow.emit(
-            AlertRaised(
-                alert_id=row["id"],
-                company_id=item.company_id,
-                target_type=data.target_type,
-                target_id=data.target_id,
-                target_title=data.target_title,
-                programme=data.programme,
-                score=item.score,
-                rank=item.rank,
-                reasons=item.reasons,
-                raised_at=now,
-            ),
-            subject=item.company_id,
+        alert = AlertRaised(
+            alert_id=row["id"],
+            company_id=item.company_id,
+            target_type=data.target_type,
+            target_id=data.target_id,
+            target_title=data.target_title,
+            programme=data.programme,
+            score=item.score,
+            rank=item.rank,
+            reasons=item.reasons,
+            raised_at=now,
         )
+        raised.append((alert, uow.emit(alert, subject=item.company_id)))
+    # Same transaction: the alert's sequence number (live stream) and its pending deliveries.
+    await delivery.on_alerts_raised(uow, raised)
     skipped = len(rows) - len(inserted)
     log.info(
         "%s for %s %s: %d alert(s) raised, %d already alerted",

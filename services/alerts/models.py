@@ -6,11 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, field_validator, model_validator
 from pydantic import Field as PField
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy.orm import relationship
+from sqlmodel import Field, Relationship, SQLModel
 
+from services.alerts.delivery_models import ChannelsPublic, SubscriptionChannel, channels_of
 from shared.events.suggestions import MatchReasons, TargetType
 from shared.outbox import utcnow
 from shared.validation import DomainSlug, Keyword, ProgrammeCode
@@ -49,6 +51,10 @@ class Subscription(SQLModel, table=True):
     active: bool = Field(default=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # Read-only view of the delivery channels, loaded with the subscription (services/alerts/delivery.py).
+    channels: list[SubscriptionChannel] = Relationship(
+        sa_relationship=relationship(SubscriptionChannel, lazy="selectin", viewonly=True)
+    )
 
 
 class SubscriptionPublic(BaseModel):
@@ -60,6 +66,16 @@ class SubscriptionPublic(BaseModel):
     active: bool
     created_at: datetime
     updated_at: datetime
+    channels: ChannelsPublic = PField(default_factory=ChannelsPublic, description="Delivery channels (no secrets)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _with_channels(cls, value: Any) -> Any:
+        if isinstance(value, Subscription):
+            data = {name: getattr(value, name) for name in cls.model_fields if name != "channels"}
+            data["channels"] = channels_of(value)
+            return data
+        return value
 
 
 class Alert(SQLModel, table=True):

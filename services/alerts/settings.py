@@ -1,10 +1,88 @@
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from shared.settings import ServiceSettings, sqlite_url
+
+SmtpTls = Literal["starttls", "implicit", "none"]
+
+# Only for local runs and tests: production refuses to start without ALERTS_TOKEN_SECRET.
+DEV_TOKEN_SECRET = "bondgenoot-local-only-unsubscribe-key"
 
 
 class AlertsSettings(ServiceSettings):
     http_port: int = Field(8005, validation_alias=AliasChoices("ALERTS_HTTP_PORT", "HTTP_PORT"))
     database_url: str = Field(sqlite_url("alerts"), validation_alias="ALERTS_DATABASE_URL")
+
+    # --- delivery channels (see services/alerts/README.md) ---
+    smtp_host: str = Field("localhost", validation_alias="ALERTS_SMTP_HOST")
+    smtp_port: int = Field(587, ge=1, le=65535, validation_alias="ALERTS_SMTP_PORT")
+    smtp_tls: SmtpTls = Field("starttls", validation_alias="ALERTS_SMTP_TLS")
+    smtp_username: str | None = Field(None, validation_alias="ALERTS_SMTP_USERNAME")
+    smtp_password: str | None = Field(None, validation_alias="ALERTS_SMTP_PASSWORD")
+    smtp_from: str = Field("Bondgenoot alerts <alerts@bondgenoot.local>", validation_alias="ALERTS_SMTP_FROM")
+    smtp_timeout_s: float = Field(15.0, gt=0, validation_alias="ALERTS_SMTP_TIMEOUT")
+    smtp_validate_certs: bool = Field(True, validation_alias="ALERTS_SMTP_VALIDATE_CERTS")
+
+    token_secret: str | None = Field(None, min_length=16, validation_alias="ALERTS_TOKEN_SECRET")
+    unsubscribe_base_url: str = Field(
+        "",
+        validation_alias="ALERTS_UNSUBSCRIBE_BASE_URL",
+        description="Where /unsubscribe/{token} of this service is reachable; PUBLIC_BASE_URL when empty",
+    )
+
+    webhook_timeout_s: float = Field(10.0, gt=0, validation_alias="ALERTS_WEBHOOK_TIMEOUT")
+    delivery_workers: int = Field(
+        3,
+        ge=1,
+        le=64,
+        validation_alias="ALERTS_DELIVERY_WORKERS",
+        description="Consumers of alerts.deliveries.v1 per process; more than TOPIC_PARTITIONS idle",
+    )
+    retry_delays_s: Annotated[tuple[float, ...], NoDecode] = Field(
+        (15.0, 60.0, 240.0), validation_alias="ALERTS_RETRY_DELAYS"
+    )
+    retry_jitter: float = Field(0.2, ge=0.0, lt=1.0, validation_alias="ALERTS_RETRY_JITTER")
+
+    digest_hour_utc: int = Field(7, ge=0, le=23, validation_alias="ALERTS_DIGEST_HOUR")
+    digest_poll_interval_s: float = Field(60.0, gt=0, validation_alias="ALERTS_DIGEST_POLL_INTERVAL")
+
+    stream_poll_interval_s: float = Field(1.0, gt=0, validation_alias="ALERTS_STREAM_POLL_INTERVAL")
+
+    @field_validator("retry_delays_s", mode="before")
+    @classmethod
+    def _parse_delays(cls, value: Any) -> Any:
+        """Accept "15,60,240" (the environment) as well as a list."""
+        if isinstance(value, str):
+            value = value.strip().strip("[]")
+            return tuple(float(v) for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _check_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not 1 <= len(value) <= 10 or any(v < 0 for v in value):
+            raise ValueError("ALERTS_RETRY_DELAYS needs 1 to 10 non-negative delays in seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_a_token_secret(self) -> AlertsSettings:
+        if self.env == "production" and not self.token_secret:
+            raise ValueError("BONDGENOOT_ENV=production needs ALERTS_TOKEN_SECRET (it signs unsubscribe links)")
+        return self
+
+    @property
+    def unsubscribe_key(self) -> bytes:
+        return (self.token_secret or DEV_TOKEN_SECRET).encode()
+
+    @property
+    def public_url(self) -> str:
+        """The base of links in e-mails (targets); PUBLIC_BASE_URL, else this service's own address."""
+        return (self.public_base_url or f"http://127.0.0.1:{self.http_port}").rstrip("/")
+
+    @property
+    def unsubscribe_url(self) -> str:
+        return (self.unsubscribe_base_url or self.public_url).rstrip("/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from services.calls import use_cases
 from services.calls.domain.normalise import CallStatus
@@ -12,6 +12,7 @@ from services.calls.domain.portal import PortalUnavailable
 from services.calls.models import Call, CallPublic, CallSuggestionsPublic
 from services.calls.poller import CallPoller
 from services.calls.use_cases import PollCounts
+from shared.auth import Access, require
 from shared.events.suggestions import SuggestionItem
 from shared.http import Page, PageDep
 from shared.outbox import UnitOfWorkFactory
@@ -38,6 +39,7 @@ def _public(call: Call) -> CallPublic:
     response_model=PollCounts,
     summary="Poll the Funding & Tenders Portal now",
     responses={503: {"description": "The portal stayed unavailable after retries; nothing was changed"}},
+    dependencies=[Depends(require(Access.ADMIN))],
 )
 async def poll_now(request: Request) -> PollCounts:
     """Read every EDF topic now (after a scheduled poll in progress, if any) and apply the changes."""
@@ -55,6 +57,7 @@ async def poll_now(request: Request) -> PollCounts:
     "/calls",
     response_model=Page[CallPublic],
     summary="Stored calls, latest deadline first (calls without deadlines last, ties by id)",
+    dependencies=[Depends(require(Access.PUBLIC))],
 )
 async def list_calls(
     request: Request,
@@ -69,7 +72,7 @@ async def list_calls(
         return Page(items=[_public(c) for c in rows], total=total, limit=page.limit, offset=page.offset)
 
 
-@router.get("/calls/{call_id}", response_model=CallPublic)
+@router.get("/calls/{call_id}", response_model=CallPublic, dependencies=[Depends(require(Access.PUBLIC))])
 async def get_call(call_id: str, request: Request) -> CallPublic:
     async with _uow(request)() as uow:
         try:
@@ -82,6 +85,7 @@ async def get_call(call_id: str, request: Request) -> CallPublic:
     "/calls/{call_id}/suggestions",
     response_model=CallSuggestionsPublic,
     summary="The latest partner suggestions for a call (from suggestions.v1); empty until computed",
+    dependencies=[Depends(require(Access.AUTHENTICATED))],
 )
 async def get_call_suggestions(call_id: str, request: Request) -> CallSuggestionsPublic:
     async with _uow(request)() as uow:

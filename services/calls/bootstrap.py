@@ -9,6 +9,7 @@ from services.calls.api import router
 from services.calls.models import Call, CallSuggestions
 from services.calls.poller import CallPoller
 from services.calls.settings import CallsSettings
+from shared.auth import AuthGuard
 from shared.events.suggestions import TOPIC as SUGGESTIONS_TOPIC
 from shared.events.suggestions import SuggestionsComputed
 from shared.http import create_app
@@ -41,6 +42,7 @@ def build(settings: CallsSettings | None = None) -> tuple[FastAPI, ServiceRuntim
             "calls.v1; keeps the latest partner suggestions per call from suggestions.v1."
         ),
         routers=[router],
+        auth=AuthGuard.for_service(settings),
     )
     # The API's poll and the scheduled one share this poller and its lock: never two at once.
     app.state.poller = poller

@@ -9,6 +9,7 @@ from services.matching.domain import MatchingEngine
 from services.matching.handlers import company_handlers, target_handlers
 from services.matching.models import CompanyView, SuggestionSet, TargetView
 from services.matching.settings import MatchingSettings
+from shared.auth import AuthGuard
 from shared.http import create_app
 from shared.runtime import ServiceRuntime
 
@@ -32,6 +33,7 @@ def build(settings: MatchingSettings | None = None) -> tuple[FastAPI, ServiceRun
         title="Bondgenoot matching",
         description="Ranked, explained partner suggestions and consortium proposals. Publishes suggestions.v1.",
         routers=[router],
+        auth=AuthGuard.for_service(settings),
     )
     app.state.engine = engine
     return app, runtime

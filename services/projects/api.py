@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import Field
 
 from services.projects import domain
 from services.projects.models import (
@@ -16,6 +17,7 @@ from services.projects.models import (
     ProjectUpdate,
     SuggestionsPublic,
 )
+from shared.auth import Access, OptionalPrincipal, Principal, forbidden, require
 from shared.http import Page, PageDep
 from shared.outbox import UnitOfWorkFactory
 
@@ -28,29 +30,64 @@ def _uow(request: Request) -> UnitOfWorkFactory:
     return request.app.state.runtime.uow  # type: ignore[no-any-return]
 
 
-def _public(project: Project) -> ProjectPublic:
-    return ProjectPublic.model_validate(project, from_attributes=True)
+class ProjectRead(ProjectPublic):
+    contact_email: str | None = Field(  # type: ignore[assignment]
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Only shown to the institute that posted the project and to admins",
+    )
 
 
-@router.post("/projects", status_code=status.HTTP_201_CREATED, response_model=ProjectPublic)
-async def post_project(body: ProjectCreate, request: Request) -> ProjectPublic:
+def _public(project: Project, principal: Principal | None) -> ProjectRead:
+    read = ProjectRead.model_validate(project, from_attributes=True)
+    if principal is None or not (principal.is_admin or principal.owns_institute(project.institute)):
+        read.contact_email = None  # contact details are private
+    return read
+
+
+async def _owns_project(request: Request, principal: Principal) -> bool | None:
+    """A project belongs to the institute it names: institutes may post and rename only to their own name."""
+    async with _uow(request)() as uow:
+        project = await uow.session.get(Project, str(request.path_params["project_id"]))
+        return None if project is None else principal.owns_institute(project.institute)
+
+
+def _own_institute_only(principal: Principal | None, institute: str | None) -> None:
+    if principal is not None and principal.role == "institute" and institute is not None:
+        if institute != principal.institute:
+            raise forbidden(f"an institute account posts projects for its own institute only ({principal.institute!r})")
+
+
+@router.post("/projects", status_code=status.HTTP_201_CREATED, response_model=ProjectRead)
+async def post_project(
+    body: ProjectCreate,
+    request: Request,
+    principal: Annotated[Principal, Depends(require(Access.INSTITUTE))],
+) -> ProjectRead:
+    _own_institute_only(principal, body.institute)
     async with _uow(request)() as uow:
         project = await domain.post_project(uow, data=body)
         await uow.commit()
-        return _public(project)
+        return _public(project, principal)
 
 
-@router.get("/projects/{project_id}", response_model=ProjectPublic)
-async def get_project(project_id: str, request: Request) -> ProjectPublic:
+@router.get("/projects/{project_id}", response_model=ProjectRead)
+async def get_project(project_id: str, request: Request, principal: OptionalPrincipal) -> ProjectRead:
     async with _uow(request)() as uow:
         try:
-            return _public(await domain.get_project_or_raise(uow, project_id=project_id))
+            return _public(await domain.get_project_or_raise(uow, project_id=project_id), principal)
         except domain.ProjectNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from exc
 
 
-@router.patch("/projects/{project_id}", response_model=ProjectPublic)
-async def update_project(project_id: str, body: ProjectUpdate, request: Request) -> ProjectPublic:
+@router.patch("/projects/{project_id}", response_model=ProjectRead)
+async def update_project(
+    project_id: str,
+    body: ProjectUpdate,
+    request: Request,
+    principal: Annotated[Principal, Depends(require(Access.OWN_PROJECT, owner=_owns_project))],
+) -> ProjectRead:
+    _own_institute_only(principal, body.institute)
     async with _uow(request)() as uow:
         try:
             project = await domain.update_project(uow, project_id=project_id, data=body)
@@ -59,32 +96,45 @@ async def update_project(project_id: str, body: ProjectUpdate, request: Request)
         except domain.ProjectClosedError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         await uow.commit()
-        return _public(project)
+        return _public(project, principal)
 
 
-@router.post("/projects/{project_id}/close", response_model=ProjectPublic)
-async def close_project(project_id: str, request: Request) -> ProjectPublic:
+@router.post("/projects/{project_id}/close", response_model=ProjectRead)
+async def close_project(
+    project_id: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(require(Access.OWN_PROJECT, owner=_owns_project))],
+) -> ProjectRead:
     async with _uow(request)() as uow:
         try:
             project = await domain.close_project(uow, project_id=project_id)
         except domain.ProjectNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from exc
         await uow.commit()
-        return _public(project)
+        return _public(project, principal)
 
 
-@router.get("/projects", response_model=Page[ProjectPublic])
+@router.get("/projects", response_model=Page[ProjectRead])
 async def list_projects(
     request: Request,
     page: PageDep,
+    principal: OptionalPrincipal,
     status_: Annotated[ProjectStatus | None, Query(alias="status")] = None,
-) -> Page[ProjectPublic]:
+) -> Page[ProjectRead]:
     async with _uow(request)() as uow:
         rows, total = await domain.list_projects(uow, status=status_, limit=page.limit, offset=page.offset)
-        return Page(items=[_public(p) for p in rows], total=total, limit=page.limit, offset=page.offset)
+        return Page(items=[_public(p, principal) for p in rows], total=total, limit=page.limit, offset=page.offset)
 
 
-@router.get("/projects/{project_id}/suggestions", response_model=SuggestionsPublic, tags=["suggestions"])
+_insight = [Depends(require(Access.PROJECT_INSIGHT, owner=_owns_project))]
+
+
+@router.get(
+    "/projects/{project_id}/suggestions",
+    response_model=SuggestionsPublic,
+    tags=["suggestions"],
+    dependencies=_insight,
+)
 async def project_suggestions(project_id: str, request: Request) -> SuggestionsPublic:
     """The latest partner suggestions computed for this project (an empty list until there are any)."""
     async with _uow(request)() as uow:
@@ -97,7 +147,9 @@ async def project_suggestions(project_id: str, request: Request) -> SuggestionsP
         return SuggestionsPublic.model_validate(row, from_attributes=True)
 
 
-@router.get("/projects/{project_id}/consortia", response_model=ConsortiaPublic, tags=["suggestions"])
+@router.get(
+    "/projects/{project_id}/consortia", response_model=ConsortiaPublic, tags=["suggestions"], dependencies=_insight
+)
 async def project_consortia(project_id: str, request: Request) -> ConsortiaPublic:
     """The latest consortium proposals for this project (an empty list until there are any)."""
     async with _uow(request)() as uow:

@@ -8,6 +8,7 @@ from services.projects import domain
 from services.projects.api import router
 from services.projects.models import Project, ProjectConsortia, ProjectSuggestions
 from services.projects.settings import ProjectsSettings
+from shared.auth import AuthGuard
 from shared.events.suggestions import TOPIC as SUGGESTIONS_TOPIC
 from shared.events.suggestions import ConsortiumProposed, SuggestionsComputed
 from shared.http import create_app
@@ -36,5 +37,6 @@ def build(settings: ProjectsSettings | None = None) -> tuple[FastAPI, ServiceRun
             "suggestions and consortium proposals per project from suggestions.v1."
         ),
         routers=[router],
+        auth=AuthGuard.for_service(settings),
     )
     return app, runtime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from tests.infra import Databases, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("registry", "projects", "calls", "matching", "alerts")
+AUTH_CACHE_TTL_S = 2  # short, so a test can watch a revocation reach every service
 
 
 @dataclass
@@ -80,12 +82,21 @@ class ServiceProcess:
 @dataclass
 class Platform:
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    # Every service gets these through the environment (BONDGENOOT_ADMIN_TOKEN / _INTERNAL_TOKEN).
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def __getitem__(self, name: str) -> ServiceProcess:
         return self.services[name]
 
-    def client(self, name: str) -> httpx.Client:
-        return httpx.Client(base_url=self.services[name].url, timeout=30)
+    def client(self, name: str, token: str | None = None) -> httpx.Client:
+        """A client for one service; with ``token`` it authenticates as that account."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.services[name].url, timeout=30, headers=headers)
+
+    def admin(self, name: str) -> httpx.Client:
+        """A client for one service, authenticated with the platform's admin token."""
+        return self.client(name, self.admin_token)
 
     def stop(self) -> None:
         for svc in self.services.values():
@@ -94,6 +105,7 @@ class Platform:
 
 def start_platform(*, databases: Databases, bootstrap: str, prefix: str, log_dir: Path, portal_url: str) -> Platform:
     platform = Platform()
+    ports = {name: free_port() for name in SERVICES}
     base_env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -104,9 +116,13 @@ def start_platform(*, databases: Databases, bootstrap: str, prefix: str, log_dir
         "CALLS_POLL_INTERVAL": "3600",
         "OTEL_TRACES_EXPORTER": "none",
         "PYTHONUNBUFFERED": "1",
+        "BONDGENOOT_ADMIN_TOKEN": platform.admin_token,
+        "BONDGENOOT_INTERNAL_TOKEN": platform.internal_token,
+        "BONDGENOOT_REGISTRY_URL": f"http://127.0.0.1:{ports['registry']}",
+        "AUTH_CACHE_TTL": str(AUTH_CACHE_TTL_S),
     }
     for name in SERVICES:
-        port = free_port()
+        port = ports[name]
         env = {**base_env, "HTTP_PORT": str(port), f"{name.upper()}_DATABASE_URL": databases.create(name)}
         env.pop(f"{name.upper()}_HTTP_PORT", None)
         platform.services[name] = ServiceProcess(name, port, env, log_dir / f"{name}.log")

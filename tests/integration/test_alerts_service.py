@@ -20,7 +20,7 @@ from shared.events.base import envelope
 from shared.events.suggestions import CapabilityMatch, MatchReasons, SuggestionItem, SuggestionsComputed
 from shared.runtime import ServiceRuntime
 from shared.settings import KafkaSettings
-from tests.infra import Databases, wait_for
+from tests.infra import Databases, admin_headers, wait_for
 from tests.integration.kafka_tools import produce, read_topic
 
 pytestmark = pytest.mark.infra
@@ -38,7 +38,9 @@ async def service(databases: Databases, kafka_settings: KafkaSettings) -> AsyncI
     app, runtime = build(settings)
     async with runtime.lifespan():
         await wait_for(runtime.kafka_ready.is_set, timeout=30, what="alerts connected to Kafka")
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://t", headers=admin_headers()
+        ) as client:
             yield client, runtime
 
 

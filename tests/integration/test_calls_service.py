@@ -28,7 +28,7 @@ from shared.events.suggestions import MatchReasons, SuggestionItem, SuggestionsC
 from shared.outbox import OutboxRecord
 from shared.runtime import ServiceRuntime
 from shared.settings import KafkaSettings
-from tests.infra import Databases, wait_for
+from tests.infra import Databases, admin_headers, wait_for
 from tests.integration.kafka_tools import produce, read_topic
 
 pytestmark = pytest.mark.infra
@@ -90,7 +90,7 @@ async def calls_service(
     async with runtime.lifespan():
         await wait_for(runtime.kafka_ready.is_set, timeout=30, what="calls service connected to Kafka")
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://calls") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://calls", headers=admin_headers()) as client:
             yield client, runtime
 
 

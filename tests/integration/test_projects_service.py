@@ -28,7 +28,7 @@ from shared.events.suggestions import (
 from shared.outbox import OutboxRecord
 from shared.runtime import ServiceRuntime
 from shared.settings import KafkaSettings
-from tests.infra import Databases, wait_for
+from tests.infra import Databases, admin_headers, wait_for
 from tests.integration.kafka_tools import produce, read_topic
 
 pytestmark = pytest.mark.infra
@@ -46,7 +46,9 @@ async def service(databases: Databases, kafka_settings: KafkaSettings) -> AsyncI
     app, runtime = build(settings)
     async with runtime.lifespan():
         await wait_for(runtime.kafka_ready.is_set, timeout=30, what="projects connected to Kafka")
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://t", headers=admin_headers()
+        ) as client:
             yield client, runtime
 
 

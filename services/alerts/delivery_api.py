@@ -1,0 +1,293 @@
+"""HTTP routes for delivery: channels, deliveries, one-click unsubscribe and the live alert stream.
+
+Separate from ``api.py`` on purpose (the subscription and inbox routes live there); bootstrap
+includes both routers. Access: a company's channels, deliveries and stream are its own (the company
+itself and admins, as for its subscription); a delivery found by id is checked against its company.
+``/unsubscribe/{token}`` is deliberately open: the HMAC-signed token is the credential, so the link in
+an e-mail works without logging in.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import HTMLResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from services.alerts import delivery as domain
+from services.alerts.delivery import DeliveryService
+from services.alerts.delivery_models import (
+    AttemptPublic,
+    ChannelName,
+    ChannelsPublic,
+    Delivery,
+    DeliveryDetail,
+    DeliveryPublic,
+    DeliveryStatus,
+    EmailChannelIn,
+    EmailChannelPublic,
+    Redelivery,
+    SubscriptionChannel,
+    WebhookChannelCreated,
+    WebhookChannelIn,
+)
+from services.alerts.models import UUID_PATTERN, Subscription
+from services.alerts.signing import InvalidToken, read_unsubscribe_token
+from services.alerts.stream import StreamHub, alert_events
+from shared.auth import Access, Principal, check, require
+from shared.http import Page, PageDep
+from shared.outbox import UnitOfWorkFactory
+
+router = APIRouter()
+OwnCompany = [Depends(require(Access.OWN_COMPANY))]
+Caller = Annotated[Principal | None, Depends(require(Access.AUTHENTICATED))]
+
+CompanyIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="The company's id in the registry (a UUID)")]
+DeliveryIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="The delivery's id")]
+
+
+def _uow(request: Request) -> UnitOfWorkFactory:
+    return request.app.state.runtime.uow  # type: ignore[no-any-return]
+
+
+def _service(request: Request) -> DeliveryService:
+    return request.app.state.alert_delivery  # type: ignore[no-any-return]
+
+
+def _hub(request: Request) -> StreamHub:
+    return request.app.state.alert_stream  # type: ignore[no-any-return]
+
+
+def _delivery(row: Delivery) -> DeliveryPublic:
+    return DeliveryPublic.model_validate(row, from_attributes=True)
+
+
+def _check_owner(principal: Principal | None, company_id: str) -> None:
+    """A delivery is its company's: the company itself and admins (the route has no company in its path)."""
+    owns = principal is not None and (principal.is_admin or principal.owns_company(company_id))
+    check(Access.OWN_COMPANY, principal, owns=owns)
+
+
+def _not_subscribed() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, "subscription not found: PUT /subscriptions/{company_id} first")
+
+
+# --- channels ---
+
+
+@router.get(
+    "/subscriptions/{company_id}/channels", response_model=ChannelsPublic, tags=["channels"], dependencies=OwnCompany
+)
+async def get_channels(company_id: CompanyIdPath, request: Request) -> ChannelsPublic:
+    """The subscription's channels: the inbox (always on), e-mail and webhook (never its secret)."""
+    async with _uow(request)() as uow:
+        subscription = await uow.session.get(Subscription, company_id.lower())
+        if subscription is None:
+            raise _not_subscribed()
+        return ChannelsPublic.from_rows(list(subscription.channels))
+
+
+@router.put(
+    "/subscriptions/{company_id}/channels/email",
+    response_model=EmailChannelPublic,
+    tags=["channels"],
+    dependencies=OwnCompany,
+)
+async def put_email_channel(company_id: CompanyIdPath, body: EmailChannelIn, request: Request) -> EmailChannelPublic:
+    """Send alerts by e-mail, one per alert (``immediate``) or one a day (``digest``); re-activates it."""
+    async with _uow(request)() as uow:
+        try:
+            row = await domain.put_email_channel(uow, company_id=company_id.lower(), data=body)
+        except domain.SubscriptionNotFound as exc:
+            raise _not_subscribed() from exc
+        await uow.commit()
+        return EmailChannelPublic.model_validate(row, from_attributes=True)
+
+
+@router.put(
+    "/subscriptions/{company_id}/channels/webhook",
+    response_model=WebhookChannelCreated,
+    tags=["channels"],
+    dependencies=OwnCompany,
+)
+async def put_webhook_channel(
+    company_id: CompanyIdPath, body: WebhookChannelIn, request: Request
+) -> WebhookChannelCreated:
+    """POST each alert to ``url``. The response holds a new signing secret: it is shown only this once."""
+    async with _uow(request)() as uow:
+        try:
+            row, secret = await domain.put_webhook_channel(uow, company_id=company_id.lower(), data=body)
+        except domain.SubscriptionNotFound as exc:
+            raise _not_subscribed() from exc
+        await uow.commit()
+        return WebhookChannelCreated.model_validate(
+            {**_channel_fields(row), "secret": secret},
+        )
+
+
+def _channel_fields(row: SubscriptionChannel) -> dict[str, object]:
+    return {
+        "url": row.url,
+        "active": row.active,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "deactivated_at": row.deactivated_at,
+    }
+
+
+@router.delete(
+    "/subscriptions/{company_id}/channels/{channel}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["channels"],
+    dependencies=OwnCompany,
+)
+async def delete_channel(company_id: CompanyIdPath, channel: ChannelName, request: Request) -> Response:
+    """Remove the e-mail or webhook channel; deliveries not yet sent on it are cancelled."""
+    async with _uow(request)() as uow:
+        try:
+            await domain.delete_channel(uow, company_id=company_id.lower(), channel=channel)
+        except domain.SubscriptionNotFound as exc:
+            raise _not_subscribed() from exc
+        except domain.ChannelNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {channel} channel") from exc
+        await uow.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- deliveries ---
+
+
+@router.get(
+    "/subscriptions/{company_id}/deliveries",
+    response_model=Page[DeliveryPublic],
+    tags=["deliveries"],
+    dependencies=OwnCompany,
+)
+async def list_deliveries(
+    company_id: CompanyIdPath,
+    request: Request,
+    page: PageDep,
+    status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
+) -> Page[DeliveryPublic]:
+    """The subscription's deliveries, newest first; ``?status=failed`` lists those given up on."""
+    async with _uow(request)() as uow:
+        rows, total = await domain.list_deliveries(
+            uow, company_id=company_id.lower(), status=status_, limit=page.limit, offset=page.offset
+        )
+        return Page(items=[_delivery(r) for r in rows], total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail, tags=["deliveries"])
+async def get_delivery(delivery_id: DeliveryIdPath, request: Request, principal: Caller) -> DeliveryDetail:
+    """One delivery with every attempt (time, status code, latency, error)."""
+    async with _uow(request)() as uow:
+        try:
+            row, attempts = await domain.get_delivery(uow, delivery_id=delivery_id.lower())
+        except domain.DeliveryNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "delivery not found") from exc
+        _check_owner(principal, row.company_id)
+        return DeliveryDetail.model_validate(
+            {
+                **_delivery(row).model_dump(),
+                "attempt_log": [AttemptPublic.model_validate(a, from_attributes=True) for a in attempts],
+            }
+        )
+
+
+@router.post(
+    "/deliveries/{delivery_id}/redeliver",
+    response_model=Redelivery,
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["deliveries"],
+    responses={409: {"description": "The delivery is still queued (pending or retrying)"}},
+)
+async def redeliver(delivery_id: DeliveryIdPath, request: Request, principal: Caller) -> Redelivery:
+    """Queue the delivery again (e.g. after the receiver recovered); it starts a fresh retry ladder."""
+    async with _uow(request)() as uow:
+        try:
+            row, _ = await domain.get_delivery(uow, delivery_id=delivery_id.lower())
+        except domain.DeliveryNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "delivery not found") from exc
+        _check_owner(principal, row.company_id)
+    try:
+        row, job_id = await _service(request).redeliver(delivery_id.lower())
+    except domain.DeliveryNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "delivery not found") from exc
+    except domain.DeliveryInProgress as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return Redelivery(delivery=_delivery(row), job_id=job_id)
+
+
+# --- one-click unsubscribe (RFC 8058): no login, the token is the credential ---
+
+
+_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Bondgenoot</title></head>
+<body style="font-family:sans-serif;max-width:36em;margin:3em auto"><h1>{title}</h1><p>{text}</p></body></html>"""
+
+
+async def _unsubscribe(token: str, request: Request) -> HTMLResponse:
+    settings = _service(request).settings
+    try:
+        company_id, channel = read_unsubscribe_token(settings.unsubscribe_key, token)
+    except InvalidToken:
+        page = _PAGE.format(title="Link not valid", text="This unsubscribe link is not valid (was it cut short?).")
+        return HTMLResponse(page, status_code=status.HTTP_400_BAD_REQUEST)
+    async with _uow(request)() as uow:
+        await domain.deactivate_channel(uow, company_id=company_id, channel=channel)
+        await uow.commit()
+    what = "e-mail" if channel == "email" else "webhook"
+    text = f"You will receive no more Bondgenoot alerts by {html.escape(what)}. Your in-app inbox keeps them."
+    return HTMLResponse(_PAGE.format(title="Unsubscribed", text=text))
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["channels"])
+async def unsubscribe_get(token: Annotated[str, Path(max_length=300)], request: Request) -> HTMLResponse:
+    """The unsubscribe link in every alert e-mail: switches that channel off (idempotent)."""
+    return await _unsubscribe(token, request)
+
+
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse, tags=["channels"])
+async def unsubscribe_post(token: Annotated[str, Path(max_length=300)], request: Request) -> HTMLResponse:
+    """RFC 8058 one-click: mail clients POST ``List-Unsubscribe=One-Click`` here (the body is not needed)."""
+    return await _unsubscribe(token, request)
+
+
+# --- live stream ---
+
+
+@router.get(
+    "/companies/{company_id}/alerts/stream",
+    response_class=EventSourceResponse,
+    tags=["alerts"],
+    dependencies=OwnCompany,
+)
+async def alert_stream(
+    company_id: CompanyIdPath,
+    request: Request,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,18}$", description="Resume after this alert")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="Start after this alert number (0: the whole inbox); Last-Event-ID wins")
+    ] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-Sent Events: ``event: alert``, ``id:`` the alert's sequence number, ``data:`` the alert.
+
+    Reconnect with ``Last-Event-ID`` (browsers do it themselves) to get every alert after that id,
+    then the live ones. Without it the stream starts at the present; ``?after=0`` replays the inbox.
+    """
+    start = int(last_event_id) if last_event_id is not None else after
+    async for event in alert_events(
+        _uow(request),
+        _hub(request),
+        company_id=company_id.lower(),
+        after=start,
+        poll_interval_s=_service(request).settings.stream_poll_interval_s,
+    ):
+        yield event
+
+
+__all__ = ["router"]

@@ -1,0 +1,649 @@
+"""Who may call what: API tokens, principals, the access table and the FastAPI dependencies.
+
+Accounts and their tokens live in the registry (the identity owner). A token is an opaque random
+string shown once; the registry stores only its SHA-256. Every service authenticates a request as
+follows:
+
+1. No ``Authorization: Bearer`` header: anonymous (allowed on public reads and company
+   self-registration only).
+2. The admin token (``BONDGENOOT_ADMIN_TOKEN``) is recognised locally by every service: its digest is
+   compared in constant time, no call is made.
+3. Any other token is resolved by a :class:`TokenResolver`: the registry looks it up in its own
+   database (:mod:`services.registry.accounts`); the other services ask the registry's
+   ``POST /auth/introspect`` (authenticated with ``BONDGENOOT_INTERNAL_TOKEN``) and cache a positive
+   answer for ``AUTH_CACHE_TTL`` seconds (30 by default) — so a revoked or rotated token stops
+   working at the registry at once and everywhere else within that TTL. Unknown tokens are not
+   cached.
+4. A presented token that does not resolve is a *failed authentication*: 401, logged with the client
+   address, method and path (never the token), and counted per client IP; after
+   ``AUTH_FAILURE_LIMIT`` failures within a minute that IP gets 429 on every token check until the
+   minute has passed.
+
+:data:`ACCESS_TABLE` is the authorisation policy as data: the routes apply it with :func:`require`
+(or :func:`check` where a service has to look the owner up itself) and
+``tests/integration/test_access_control.py`` walks the whole table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Protocol
+
+import httpx
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import Environment, ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Role = Literal["institute", "company", "integrator", "admin"]
+ROLES: tuple[Role, ...] = ("institute", "company", "integrator", "admin")
+
+# Local development only: a production service refuses to start with these (see AuthSettings).
+DEV_ADMIN_TOKEN = "bgt-local-admin-token-do-not-use-in-production"
+DEV_INTERNAL_TOKEN = "bgt-local-internal-token-do-not-use-in-production"
+MIN_SECRET_LENGTH = 32
+MAX_TOKEN_LENGTH = 512
+TOKEN_PREFIX = "bgt_"
+INTERNAL_TOKEN_HEADER = "X-Internal-Token"
+ADMIN_ACCOUNT_ID = "admin"
+FAILURE_WINDOW_S = 60.0
+
+
+def token_digest(token: str) -> str:
+    """The SHA-256 (hex) under which a token is stored and cached; the token itself is never kept."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def digests_equal(a: str, b: str) -> bool:
+    """Constant-time comparison of two digests."""
+    return hmac.compare_digest(a.encode("ascii"), b.encode("ascii"))
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class AuthSettings(BaseSettings):
+    """Secrets and knobs of authentication; the same variables for every service."""
+
+    # hide_input_in_errors: a refusal must not print the (bad) secrets it was given.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, hide_input_in_errors=True)
+
+    env: Environment = Field("local", validation_alias="BONDGENOOT_ENV")
+    admin_token: SecretStr | None = Field(None, validation_alias="BONDGENOOT_ADMIN_TOKEN")
+    internal_token: SecretStr | None = Field(None, validation_alias="BONDGENOOT_INTERNAL_TOKEN")
+    registry_url: str = Field("http://127.0.0.1:8001", validation_alias="BONDGENOOT_REGISTRY_URL")
+    cache_ttl_s: float = Field(30.0, ge=0, validation_alias="AUTH_CACHE_TTL")
+    failure_limit: int = Field(20, ge=1, validation_alias="AUTH_FAILURE_LIMIT")
+    introspection_timeout_s: float = Field(5.0, gt=0, validation_alias="AUTH_INTROSPECTION_TIMEOUT")
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> AuthSettings:
+        if self.env != "production":
+            return self
+        problems = []
+        secrets = {
+            "BONDGENOOT_ADMIN_TOKEN": (self.admin_token, DEV_ADMIN_TOKEN),
+            "BONDGENOOT_INTERNAL_TOKEN": (self.internal_token, DEV_INTERNAL_TOKEN),
+        }
+        for name, (value, default) in secrets.items():
+            secret = value.get_secret_value() if value is not None else ""
+            if not secret:
+                problems.append(f"{name} is not set")
+            elif hmac.compare_digest(secret.encode(), default.encode()):
+                problems.append(f"{name} is the local development default")
+            elif len(secret) < MIN_SECRET_LENGTH:
+                problems.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
+        if not problems and self.admin_secret == self.internal_secret:
+            problems.append("BONDGENOOT_ADMIN_TOKEN and BONDGENOOT_INTERNAL_TOKEN must differ")
+        if problems:
+            raise ValueError(
+                "BONDGENOOT_ENV=production refuses to start: "
+                + "; ".join(problems)
+                + ". Set each to its own random secret, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` (see docs/security.md)"
+            )
+        return self
+
+    @property
+    def admin_secret(self) -> str:
+        return self.admin_token.get_secret_value() if self.admin_token else DEV_ADMIN_TOKEN
+
+    @property
+    def internal_secret(self) -> str:
+        return self.internal_token.get_secret_value() if self.internal_token else DEV_INTERNAL_TOKEN
+
+
+# --------------------------------------------------------------------------- principals
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: an account, its role and its organisation."""
+
+    account_id: str
+    role: Role
+    name: str = ""
+    company_id: str | None = None
+    """For company accounts: the registry id of the company."""
+    institute: str | None = None
+    """For institute accounts: the institute's name, as projects carry it."""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def owns_company(self, company_id: str) -> bool:
+        return self.role == "company" and self.company_id is not None and self.company_id == company_id.lower()
+
+    def owns_institute(self, institute: str | None) -> bool:
+        return self.role == "institute" and self.institute is not None and self.institute == institute
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "role": self.role,
+            "name": self.name,
+            "company_id": self.company_id,
+            "institute": self.institute,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Principal:
+        role = data["role"]
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        return cls(
+            account_id=str(data["account_id"]),
+            role=role,
+            name=str(data.get("name") or ""),
+            company_id=data.get("company_id"),
+            institute=data.get("institute"),
+        )
+
+
+ADMIN = Principal(account_id=ADMIN_ACCOUNT_ID, role="admin", name="platform administrator (BONDGENOOT_ADMIN_TOKEN)")
+
+
+# --------------------------------------------------------------------------- the access table
+
+
+class Access(StrEnum):
+    """Who may call a route. Admins may call everything; "own" means the caller's organisation."""
+
+    PUBLIC = "public"
+    """Anyone, also without a token; contact details are shown to the owner and admins only."""
+    REGISTER = "register"
+    """Anyone: company self-registration (creates the company and its account, returns its token)."""
+    AUTHENTICATED = "authenticated"
+    """Any valid token."""
+    ADMIN = "admin"
+    """Admins only."""
+    INSTITUTE = "institute"
+    """Institutes (and admins)."""
+    OWN_COMPANY = "own-company"
+    """The company itself (the path's company id) and admins."""
+    OWN_PROJECT = "own-project"
+    """The institute that posted the project and admins."""
+    PROJECT_INSIGHT = "project-insight"
+    """The institute that posted the project, integrators and admins (suggestions.v1 is public)."""
+    OWN_ACCOUNT = "own-account"
+    """The account itself (the path's account id) and admins."""
+    INTERNAL = "internal"
+    """Services only: ``X-Internal-Token: $BONDGENOOT_INTERNAL_TOKEN``; no user token, not even admin."""
+
+
+Caller = Literal["anonymous", "institute", "company", "integrator", "admin"]
+CALLERS: tuple[Caller, ...] = ("anonymous", "institute", "company", "integrator", "admin")
+
+
+def allowed(access: Access, caller: Caller, *, own: bool) -> bool:
+    """Whether ``caller`` may call a route with ``access`` on its own (``own``) or another's resource."""
+    if access is Access.INTERNAL:
+        return False
+    if access in (Access.PUBLIC, Access.REGISTER):
+        return True
+    if caller == "anonymous":
+        return False
+    if caller == "admin" or access is Access.AUTHENTICATED:
+        return True
+    match access:
+        case Access.INSTITUTE:
+            return caller == "institute"
+        case Access.OWN_COMPANY:
+            return caller == "company" and own
+        case Access.OWN_PROJECT:
+            return caller == "institute" and own
+        case Access.PROJECT_INSIGHT:
+            return caller == "integrator" or (caller == "institute" and own)
+        case Access.OWN_ACCOUNT:
+            return own
+    return False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    service: str
+    method: str
+    path: str
+    access: Access
+    note: str = ""
+
+
+ACCESS_TABLE: tuple[Endpoint, ...] = (
+    # registry: companies and accounts
+    Endpoint("registry", "POST", "/companies", Access.REGISTER, "self-registration; returns `api_token` once"),
+    Endpoint("registry", "GET", "/companies", Access.PUBLIC, "`contact_email` only on the caller's own company"),
+    Endpoint("registry", "GET", "/companies/{company_id}", Access.PUBLIC, "`contact_email` for owner and admins"),
+    Endpoint("registry", "PATCH", "/companies/{company_id}", Access.OWN_COMPANY),
+    Endpoint("registry", "DELETE", "/companies/{company_id}", Access.OWN_COMPANY, "also deletes its account"),
+    Endpoint("registry", "POST", "/accounts", Access.ADMIN, "institute, integrator, admin or company accounts"),
+    Endpoint("registry", "GET", "/accounts", Access.ADMIN),
+    Endpoint("registry", "GET", "/accounts/me", Access.AUTHENTICATED, "who am I"),
+    Endpoint("registry", "GET", "/accounts/{account_id}", Access.OWN_ACCOUNT),
+    Endpoint("registry", "POST", "/accounts/{account_id}/tokens/rotate", Access.OWN_ACCOUNT, "new token, old ones die"),
+    Endpoint("registry", "DELETE", "/accounts/{account_id}/tokens", Access.OWN_ACCOUNT, "revokes every token"),
+    Endpoint("registry", "POST", "/auth/introspect", Access.INTERNAL, "token → principal, for the other services"),
+    # projects
+    Endpoint("projects", "POST", "/projects", Access.INSTITUTE, "an institute posts under its own name only"),
+    Endpoint("projects", "GET", "/projects", Access.PUBLIC, "`contact_email` only on the caller's own projects"),
+    Endpoint("projects", "GET", "/projects/{project_id}", Access.PUBLIC, "`contact_email` for owner and admins"),
+    Endpoint("projects", "PATCH", "/projects/{project_id}", Access.OWN_PROJECT),
+    Endpoint("projects", "POST", "/projects/{project_id}/close", Access.OWN_PROJECT),
+    Endpoint("projects", "GET", "/projects/{project_id}/suggestions", Access.PROJECT_INSIGHT),
+    Endpoint("projects", "GET", "/projects/{project_id}/consortia", Access.PROJECT_INSIGHT),
+    # calls
+    Endpoint("calls", "POST", "/calls/poll", Access.ADMIN, "an operator action"),
+    Endpoint("calls", "GET", "/calls", Access.PUBLIC),
+    Endpoint("calls", "GET", "/calls/{call_id}", Access.PUBLIC),
+    Endpoint("calls", "GET", "/calls/{call_id}/suggestions", Access.AUTHENTICATED),
+    # matching
+    Endpoint("matching", "GET", "/suggestions/project/{target_id}", Access.PROJECT_INSIGHT),
+    Endpoint("matching", "GET", "/consortia/project/{target_id}", Access.PROJECT_INSIGHT),
+    Endpoint("matching", "GET", "/suggestions/call/{target_id}", Access.AUTHENTICATED),
+    Endpoint("matching", "GET", "/consortia/call/{target_id}", Access.AUTHENTICATED),
+    # alerts
+    Endpoint("alerts", "PUT", "/subscriptions/{company_id}", Access.OWN_COMPANY),
+    Endpoint("alerts", "GET", "/subscriptions/{company_id}", Access.OWN_COMPANY),
+    Endpoint("alerts", "GET", "/companies/{company_id}/alerts", Access.OWN_COMPANY),
+    Endpoint("alerts", "GET", "/companies/{company_id}/alerts/stream", Access.OWN_COMPANY, "Server-Sent Events"),
+    Endpoint("alerts", "GET", "/subscriptions/{company_id}/channels", Access.OWN_COMPANY),
+    Endpoint("alerts", "PUT", "/subscriptions/{company_id}/channels/email", Access.OWN_COMPANY),
+    Endpoint("alerts", "PUT", "/subscriptions/{company_id}/channels/webhook", Access.OWN_COMPANY, "secret shown once"),
+    Endpoint("alerts", "DELETE", "/subscriptions/{company_id}/channels/{channel}", Access.OWN_COMPANY),
+    Endpoint("alerts", "GET", "/subscriptions/{company_id}/deliveries", Access.OWN_COMPANY),
+    Endpoint("alerts", "GET", "/deliveries/{delivery_id}", Access.OWN_COMPANY, "the delivery's company"),
+    Endpoint("alerts", "POST", "/deliveries/{delivery_id}/redeliver", Access.OWN_COMPANY, "the delivery's company"),
+)
+"""Every route that is not open. Open (no token ever needed): ``OPEN_PATHS`` and ``OPEN_PREFIXES``."""
+
+OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PREFIXES = ("/asyncapi", "/unsubscribe/")
+
+
+def is_open_path(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def render_access_table() -> str:
+    """The access table as Markdown (docs/security.md embeds it; a unit test keeps it in sync)."""
+    header = "| service | method | path | who | note |\n|---|---|---|---|---|"
+    rows = [f"| {e.service} | {e.method} | `{e.path}` | {e.access.value} | {e.note} |" for e in ACCESS_TABLE]
+    return "\n".join([header, *rows])
+
+
+# --------------------------------------------------------------------------- resolving tokens
+
+
+class AuthUnavailable(RuntimeError):
+    """The token could not be checked now (the registry did not answer): 503, not 401."""
+
+
+class TokenResolver(Protocol):
+    async def resolve(self, token: str) -> Principal | None:
+        """The principal of a valid token; None for an unknown, revoked or malformed one."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class RegistryIntrospection:
+    """Resolves tokens through the registry's ``POST /auth/introspect``, caching positive answers.
+
+    The cache is keyed by the token's digest, holds at most ``max_entries`` principals and forgets
+    each after ``ttl_s``: that is how long a revoked token may still work at this service.
+    """
+
+    def __init__(
+        self,
+        registry_url: str,
+        internal_token: str,
+        *,
+        ttl_s: float = 30.0,
+        timeout_s: float = 5.0,
+        max_entries: int = 10_000,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = registry_url.rstrip("/") + "/auth/introspect"
+        self._internal_token = internal_token
+        self.ttl_s = ttl_s
+        self._timeout_s = timeout_s
+        self._max_entries = max_entries
+        self._transport = transport
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._client: httpx.AsyncClient | None = None
+        self.calls = 0
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._timeout_s, transport=self._transport, trust_env=False)
+        return self._client
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+    async def resolve(self, token: str) -> Principal | None:
+        key = token_digest(token)
+        now = self._clock()
+        hit = self._cache.get(key)
+        if hit is not None:
+            expires, principal = hit
+            if now < expires:
+                self._cache.move_to_end(key)
+                return principal
+            del self._cache[key]
+        self.calls += 1
+        try:
+            response = await self._http().post(
+                self.url, json={"token": token}, headers={INTERNAL_TOKEN_HEADER: self._internal_token}
+            )
+        except httpx.HTTPError as exc:
+            raise AuthUnavailable(f"registry introspection failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise AuthUnavailable(f"registry introspection answered HTTP {response.status_code}")
+        body = response.json()
+        if not body.get("active"):
+            return None
+        principal = Principal.from_json(body)
+        if self.ttl_s > 0:
+            self._cache[key] = (now + self.ttl_s, principal)
+            while len(self._cache) > self._max_entries:
+                self._cache.popitem(last=False)
+        return principal
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+# --------------------------------------------------------------------------- failed-authentication limit
+
+
+class FailureLimiter:
+    """At most ``limit`` failed authentications per client within ``window_s``; then 429 until they age out."""
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        window_s: float = FAILURE_WINDOW_S,
+        max_clients: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._max_clients = max_clients
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str, now: float) -> deque[float] | None:
+        times = self._failures.get(client)
+        if times is None:
+            return None
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if not times:
+            del self._failures[client]
+            return None
+        return times
+
+    def retry_after(self, client: str) -> float | None:
+        """Seconds until ``client`` may try again, or None when it is below the limit."""
+        now = self._clock()
+        times = self._recent(client, now)
+        if times is None or len(times) < self.limit:
+            return None
+        return max(0.0, times[-self.limit] + self.window_s - now)
+
+    def record(self, client: str) -> None:
+        now = self._clock()
+        if len(self._failures) >= self._max_clients:
+            for other in list(self._failures):
+                self._recent(other, now)
+            if len(self._failures) >= self._max_clients:  # still full: forget the oldest offenders
+                for other in list(self._failures)[: self._max_clients // 10 or 1]:
+                    del self._failures[other]
+        self._failures.setdefault(client, deque()).append(now)
+
+
+# --------------------------------------------------------------------------- the guard
+
+
+def client_ip(request: Request) -> str:
+    """The peer address (uvicorn applies X-Forwarded-For only from trusted proxies)."""
+    return request.client.host if request.client else "unknown"
+
+
+class AuthGuard:
+    """Authenticates requests for one service; lives on ``app.state.auth`` (see create_app)."""
+
+    def __init__(
+        self,
+        *,
+        admin_token: str,
+        internal_token: str,
+        resolver: TokenResolver,
+        failure_limit: int = 20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._admin_digest = token_digest(admin_token)
+        self._internal_digest = token_digest(internal_token)
+        self.resolver = resolver
+        self.limiter = FailureLimiter(failure_limit, clock=clock)
+
+    @classmethod
+    def for_service(
+        cls, settings: ServiceSettings, *, resolver: TokenResolver | None = None, auth: AuthSettings | None = None
+    ) -> AuthGuard:
+        """The guard of a service: secrets from the environment, tokens resolved by ``resolver``.
+
+        Without a resolver, tokens are introspected at the registry. Raises (the service does not
+        start) when ``BONDGENOOT_ENV=production`` and a secret is unset or a development default.
+        """
+        auth = auth or AuthSettings(env=settings.env)
+        resolver = resolver or RegistryIntrospection(
+            auth.registry_url, auth.internal_secret, ttl_s=auth.cache_ttl_s, timeout_s=auth.introspection_timeout_s
+        )
+        return cls(
+            admin_token=auth.admin_secret,
+            internal_token=auth.internal_secret,
+            resolver=resolver,
+            failure_limit=auth.failure_limit,
+        )
+
+    def _refuse_if_limited(self, request: Request) -> None:
+        wait = self.limiter.retry_after(client_ip(request))
+        if wait is not None:
+            log.warning(
+                "authentication refused (too many failures) from %s: %s %s",
+                client_ip(request),
+                request.method,
+                request.url.path,
+            )
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                "too many failed authentications from this address; try again later",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
+
+    def _fail(self, request: Request, reason: str, *, challenge: str = "Bearer") -> HTTPException:
+        ip = client_ip(request)
+        self.limiter.record(ip)
+        log.warning("authentication failed from %s: %s %s (%s)", ip, request.method, request.url.path, reason)
+        return HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "invalid or revoked token", headers={"WWW-Authenticate": challenge}
+        )
+
+    async def authenticate(self, request: Request, token: str | None) -> Principal | None:
+        """The principal of a presented token; None without one; 401/429/503 when it cannot be accepted."""
+        if token is None:
+            return None
+        self._refuse_if_limited(request)
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise self._fail(request, "malformed token")
+        if digests_equal(token_digest(token), self._admin_digest):
+            return ADMIN
+        try:
+            principal = await self.resolver.resolve(token)
+        except AuthUnavailable as exc:
+            log.error("cannot check a token for %s %s: %s", request.method, request.url.path, exc)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "cannot verify the token right now; try again shortly",
+                headers={"Retry-After": "5"},
+            ) from exc
+        if principal is None:
+            raise self._fail(request, "unknown or revoked token")
+        return principal
+
+    def check_internal(self, request: Request, presented: str | None) -> None:
+        """Accept only the internal service secret (constant-time); 401 and a counted failure otherwise."""
+        self._refuse_if_limited(request)
+        if presented is None or not digests_equal(token_digest(presented), self._internal_digest):
+            raise self._fail(request, "bad internal token", challenge=INTERNAL_TOKEN_HEADER)
+
+    async def aclose(self) -> None:
+        await self.resolver.aclose()
+
+
+def guard(request: Request) -> AuthGuard:
+    auth = getattr(request.app.state, "auth", None)
+    if not isinstance(auth, AuthGuard):  # fail closed: a service without a guard serves no private data
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "authentication is not configured")
+    return auth
+
+
+# --------------------------------------------------------------------------- FastAPI dependencies
+
+_bearer = HTTPBearer(auto_error=False, description="An account's API token (or the admin token)")
+_internal = APIKeyHeader(name=INTERNAL_TOKEN_HEADER, auto_error=False, description="The internal service secret")
+
+
+async def optional_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal | None:
+    """The caller, or None when no token was sent; a token that was sent must be valid (else 401)."""
+    return await guard(request).authenticate(request, credentials.credentials if credentials else None)
+
+
+async def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    """The caller; 401 without a token."""
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "this needs an API token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return principal
+
+
+async def internal_caller(request: Request, token: Annotated[str | None, Depends(_internal)]) -> None:
+    guard(request).check_internal(request, token)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+FORBIDDEN = "not allowed for this account"
+
+
+def forbidden(detail: str = FORBIDDEN) -> HTTPException:
+    return HTTPException(status.HTTP_403_FORBIDDEN, detail)
+
+
+def check(access: Access, principal: Principal | None, *, owns: bool | None = None) -> None:
+    """Raise 401/403/404 unless ``principal`` may call a route with ``access``.
+
+    ``owns`` says whether the caller's organisation owns the resource (True/False), or None when the
+    resource does not exist — then 404 for whoever could otherwise have been allowed.
+    """
+    if access in (Access.PUBLIC, Access.REGISTER):
+        return
+    if access is Access.INTERNAL:
+        raise forbidden("services only")
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "this needs an API token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    caller: Caller = principal.role
+    ownership_matters = access in (Access.OWN_PROJECT, Access.PROJECT_INSIGHT) and caller == "institute"
+    if ownership_matters and owns is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+    if not allowed(access, caller, own=bool(owns)):
+        raise forbidden()
+
+
+Owner = Callable[[Request, Principal], Awaitable[bool | None]]
+"""Looks up whether the principal's organisation owns the route's resource (None: it does not exist)."""
+
+
+def require(
+    access: Access = Access.AUTHENTICATED, *, param: str | None = None, owner: Owner | None = None
+) -> Callable[..., Awaitable[Principal | None]]:
+    """A dependency enforcing ``access`` and returning the caller (None only on public routes).
+
+    ``Access.OWN_COMPANY`` compares the path parameter ``param`` (default ``company_id``) with the
+    company account's company; ``Access.OWN_ACCOUNT`` compares ``param`` (default ``account_id``) with
+    the account. ``Access.OWN_PROJECT`` and ``Access.PROJECT_INSIGHT`` need ``owner``. Use it as
+    ``dependencies=[Depends(require(Access.OWN_COMPANY))]`` or
+    ``principal: Annotated[Principal, Depends(require(Access.ADMIN))]``.
+    """
+    if access in (Access.OWN_PROJECT, Access.PROJECT_INSIGHT) and owner is None:
+        raise ValueError(f"{access} needs an owner lookup")
+    if access is Access.INTERNAL:
+        raise ValueError("use internal_caller for internal routes")
+    path_param = param or {"own-company": "company_id", "own-account": "account_id"}.get(access.value)
+
+    async def dependency(request: Request, principal: OptionalPrincipal) -> Principal | None:
+        owns: bool | None = None
+        if principal is not None and not principal.is_admin:
+            if access is Access.OWN_COMPANY and path_param:
+                owns = principal.owns_company(str(request.path_params.get(path_param, "")))
+            elif access is Access.OWN_ACCOUNT and path_param:
+                value = str(request.path_params.get(path_param, ""))
+                owns = hmac.compare_digest(value.encode(), principal.account_id.encode())
+            elif owner is not None and principal.role == "institute":
+                owns = await owner(request, principal)
+        check(access, principal, owns=owns)
+        return principal
+
+    dependency.__name__ = f"require_{access.value.replace('-', '_')}"
+    return dependency
+
+
+async def close_when_stopped(auth: AuthGuard, stop: asyncio.Event) -> None:
+    """A runtime background task: release the guard's HTTP client when the service stops."""
+    await stop.wait()
+    await auth.aclose()
