@@ -68,7 +68,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def flow(platform: Platform, bootstrap: str, prefix: str, n_companies: int, n_projects: int) -> dict[str, Any]:
-    headers = platform.admin_headers() if hasattr(platform, "admin_headers") else {}
+    headers = {"Authorization": f"Bearer {platform.admin_token}"}
     sem = asyncio.Semaphore(16)
     async with httpx.AsyncClient(timeout=60, headers=headers) as http:
 
@@ -77,11 +77,9 @@ async def flow(platform: Platform, bootstrap: str, prefix: str, n_companies: int
                 r = await http.post(f"{platform['registry'].url}/companies", json=company_body(p))
                 r.raise_for_status()
                 body = r.json()
-                company_headers = {"Authorization": f"Bearer {body['api_token']}"} if body.get("api_token") else {}
                 s = await http.put(
                     f"{platform['alerts'].url}/subscriptions/{body['id']}",
                     json={"programmes": [], "domains": [], "keywords": [], "min_score": 0.0, "active": True},
-                    headers=company_headers or None,
                 )
                 s.raise_for_status()
 

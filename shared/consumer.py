@@ -313,24 +313,41 @@ async def _raw_decoder(msg: Any) -> Any:
     return msg.body
 
 
+Gate = Callable[[bytes], Awaitable[bool]]
+
+
 def subscribe(
     broker: KafkaBroker,
     processor: EventProcessor,
     *,
     topics: list[str],
     kafka: KafkaSettings,
+    workers: int = 1,
+    gate: Gate | None = None,
+    max_poll_interval_ms: int = 300_000,
 ) -> None:
-    """Register a FastStream subscriber that runs ``processor`` and commits only after it returns."""
+    """Register a FastStream subscriber that runs ``processor`` and commits only after it returns.
+
+    ``workers`` > 1 runs that many consumers of the group in this process: partitions in parallel,
+    each partition in order, each consumer committing only its own partitions. ``gate(body)`` runs
+    before processing (e.g. a retry level waiting until a job is due); when it answers False the
+    record is left uncommitted and is consumed again after a restart.
+    """
     physical = [kafka.topic(t) for t in topics]
 
     @broker.subscriber(
         *physical,
-        group_id=processor.consumer,
+        # The prefix that isolates topics (tenants, test runs) isolates consumer groups too.
+        group_id=kafka.topic_prefix + processor.consumer,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         decoder=_raw_decoder,
+        max_workers=workers,
+        max_poll_interval_ms=max_poll_interval_ms,
         title=f"{processor.consumer}:{','.join(topics)}",
     )
     async def on_record(body: bytes, message: KafkaMessage) -> None:
+        if gate is not None and not await gate(body):
+            return
         await processor.process(message.raw_message)  # type: ignore[arg-type]
         await message.ack()

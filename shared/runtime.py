@@ -21,6 +21,7 @@ from shared.consumer import (
     DeadLetterPublisher,
     DlqLimit,
     EventProcessor,
+    Gate,
     Handler,
     InboxRecord,
     RetryPolicy,
@@ -85,6 +86,9 @@ class ServiceRuntime:
         topics: list[str],
         handlers: Mapping[str, Handler],
         after_side_effects: Callable[[CloudEvent], Awaitable[None]] | None = None,
+        workers: int = 1,
+        gate: Gate | None = None,
+        max_poll_interval_ms: int = 300_000,
     ) -> EventProcessor:
         """Register an idempotent consumer with an explicit group id (see shared.consumer)."""
         processor = EventProcessor(
@@ -97,7 +101,15 @@ class ServiceRuntime:
             on_halt=self._halt,
             after_side_effects=after_side_effects,
         )
-        subscribe(self.broker, processor, topics=topics, kafka=self.settings.kafka)
+        subscribe(
+            self.broker,
+            processor,
+            topics=topics,
+            kafka=self.settings.kafka,
+            workers=workers,
+            gate=gate,
+            max_poll_interval_ms=max_poll_interval_ms,
+        )
         self.processors.append(processor)
         return processor
 

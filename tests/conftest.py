@@ -98,4 +98,3 @@ def kafka_settings(kafka_broker: KafkaBroker) -> KafkaSettings:
 def spans() -> InMemorySpanExporter:
     SPANS.clear()
     return SPANS
-

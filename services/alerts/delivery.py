@@ -34,8 +34,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from faststream import AckPolicy
-from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy import Insert, and_, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
@@ -57,7 +55,6 @@ from services.alerts.models import Alert, AlertPublic, Subscription
 from services.alerts.settings import AlertsSettings
 from services.alerts.signing import new_webhook_secret
 from services.alerts.webhook import WebhookSender
-from shared.consumer import DlqLimit, EventProcessor, RetryPolicy
 from shared.events.alerts import AlertRaised
 from shared.events.base import CloudEvent
 from shared.outbox import UnitOfWork, UnitOfWorkFactory, as_utc, utcnow
@@ -324,51 +321,29 @@ class DeliveryService:
         parallel, each partition in order, offsets committed per record after its transaction).
         """
 
-        def halt(reason: str) -> None:
-            runtime.halt_reason = reason
-            if runtime.on_halt is not None:
-                runtime.on_halt(reason)
-
-        s = runtime.settings
-        processor = EventProcessor(
-            consumer=group,
-            uow_factory=runtime.uow,
-            handlers={AlertRaised.event_type: self.handle_job},
-            dead_letters=runtime.dead_letters,
-            retry=RetryPolicy(max_attempts=s.consumer_max_attempts),
-            dlq_limit=DlqLimit(max_consecutive=s.consumer_dlq_limit),
-            on_halt=halt,
-        )
-        runtime.processors.append(processor)
         longest_wait_s = (
             0.0 if level is None else self.settings.retry_delays_s[level - 1] * (1 + self.settings.retry_jitter)
         )
 
-        async def raw(msg: Any) -> Any:
-            return msg.body  # JSON and schema checks are the processor's, so failures can be dead-lettered
-
-        @runtime.broker.subscriber(
-            *[s.kafka.topic(t) for t in topics],
-            group_id=group,
-            ack_policy=AckPolicy.MANUAL,
-            auto_offset_reset="earliest",
-            decoder=raw,
-            max_workers=workers,
-            # A retry handler sleeps until its job is due; the group must not evict it meanwhile.
-            max_poll_interval_ms=int((longest_wait_s + 300) * 1000),
-            title=f"{group}:{','.join(topics)}",
-        )
-        async def on_record(body: bytes, message: KafkaMessage) -> None:
+        async def due(body: bytes) -> bool:
+            """On a retry level, wait until the job is due; False when shutting down meanwhile."""
             if runtime.stop_event.is_set():
-                return  # shutting down: leave it uncommitted, it is consumed again after the restart
+                return False
             wait = 0.0 if level is None else self.retry_wait_s(body, level)
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(runtime.stop_event.wait(), wait)
-                if runtime.stop_event.is_set():
-                    return
-            await processor.process(message.raw_message)  # type: ignore[arg-type]
-            await message.ack()
+            return not runtime.stop_event.is_set()
+
+        runtime.consumer(
+            group,
+            topics=topics,
+            handlers={AlertRaised.event_type: self.handle_job},
+            workers=workers,
+            gate=due,
+            # A retry handler sleeps until its job is due; the group must not evict it meanwhile.
+            max_poll_interval_ms=int((longest_wait_s + 300) * 1000),
+        )
 
     async def _close_on_stop(self, stop: asyncio.Event) -> None:
         await stop.wait()
