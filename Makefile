@@ -42,6 +42,7 @@ kafka-down:
 bench: venv
 	$(PYTHON) -m bench.pipeline
 	$(PYTHON) -m bench.core_flow
+	$(PYTHON) -m bench.alerts_webhook
 
 ## Matching quality on real EDF consortia: make bench-matching DATA=<path> EVAL=<topic-id prefix>
 bench-matching: venv
