@@ -61,12 +61,15 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         run_dir=ROOT / ".data" / "kafka-test",
     )
     if not port_open("127.0.0.1", broker.port):
+        # Every test creates its own prefixed topics: start from an empty log dir, or thousands of
+        # partitions left by earlier runs make the broker slow to start (and short of heap).
+        broker.down(wipe=True)
         broker.up()
     _broker = broker
     INFRA["kafka"] = f"Apache Kafka {KafkaBroker.version()} at {broker.bootstrap}"
     yield broker
     if broker.started_here and not os.environ.get("KEEP_TEST_KAFKA"):
-        broker.down()
+        broker.down(wipe=True)
 
 
 @pytest.fixture(scope="session")

@@ -64,8 +64,10 @@ class KafkaBroker:
         subprocess.run(["bash", str(KAFKA_SH), "up", "single"], env=self._env(), check=True)
         self.started_here = True
 
-    def down(self) -> None:
-        subprocess.run(["bash", str(KAFKA_SH), "down", "single"], env=self._env(), check=True)
+    def down(self, *, wipe: bool = False) -> None:
+        """Stop the broker; ``wipe`` also deletes its data (test topics are throw-away)."""
+        args = ["bash", str(KAFKA_SH), "down", "single", *(["--wipe"] if wipe else [])]
+        subprocess.run(args, env=self._env(), check=True)
 
     @staticmethod
     def version() -> str:

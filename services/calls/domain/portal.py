@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -23,6 +20,9 @@ from services.calls.domain.normalise import (
     normalise_row,
 )
 from services.calls.domain.taxonomy import Taxonomy, load_taxonomy
+from shared import http_retry
+from shared.http_retry import RetryPolicy, Sleep
+from shared.http_retry import retry_after_seconds as retry_after_seconds  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +31,9 @@ EDF_FRAMEWORK_PROGRAMME = "44181033"
 TOPIC_TYPE = "1"
 MAX_BAD_PAGES_IN_A_ROW = 3
 
-Sleep = Callable[[float], Awaitable[None]]
 
-
-class PortalUnavailable(RuntimeError):
+class PortalUnavailable(http_retry.RetryError):
     """The portal could not be read: retries exhausted or the request was refused."""
-
-    def __init__(self, message: str, *, attempts: int, last_error: str) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-        self.last_error = last_error
 
 
 class PortalRejected(PortalUnavailable):
@@ -62,6 +55,10 @@ class PortalConfig:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     retry_after_max_s: float = 300.0
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.backoff_base_s, self.backoff_max_s, self.retry_after_max_s)
 
 
 @dataclass
@@ -103,32 +100,9 @@ def build_files(config: PortalConfig) -> dict[str, tuple[str, bytes, str]]:
     }
 
 
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds (delta-seconds or HTTP-date), None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
 def backoff_delay(attempt: int, config: PortalConfig, retry_after: float | None = None) -> float:
     """Exponential backoff with jitter for the given failed attempt (1-based); Retry-After is a floor."""
-    ceiling = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempt - 1))
-    # Equal jitter: never less than half the step, so the backoff still grows, yet callers spread out.
-    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, config.retry_after_max_s))
-    return delay
+    return http_retry.backoff_delay(attempt, config.retry_policy, retry_after)
 
 
 async def _post_page(client: httpx.AsyncClient, config: PortalConfig, page: int, sleep: Sleep) -> httpx.Response:
@@ -139,46 +113,31 @@ async def _post_page(client: httpx.AsyncClient, config: PortalConfig, page: int,
         "pageSize": str(config.page_size),
         "pageNumber": str(page),
     }
-    last_error = ""
-    for attempt in range(1, config.max_attempts + 1):
-        retry_after: float | None = None
-        try:
-            response = await client.post(
-                config.endpoint, params=params, files=build_files(config), timeout=config.timeout_s
-            )
-        except httpx.TimeoutException as exc:
-            last_error = f"timeout after {config.timeout_s}s ({type(exc).__name__})"
-        except httpx.TransportError as exc:
-            last_error = f"connection error ({type(exc).__name__}: {exc})"
-        else:
-            if response.status_code < 400:
-                return response
-            if response.status_code == 429 or response.status_code >= 500:
-                last_error = f"HTTP {response.status_code}"
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            else:
-                raise PortalRejected(
-                    f"portal refused page {page}: HTTP {response.status_code} {response.text[:200]!r}",
-                    attempts=attempt,
-                    last_error=f"HTTP {response.status_code}",
-                )
-        if attempt == config.max_attempts:
-            break
-        delay = backoff_delay(attempt, config, retry_after)
-        log.warning(
-            "portal page %d attempt %d/%d failed: %s; retrying in %.2fs",
-            page,
-            attempt,
-            config.max_attempts,
-            last_error,
-            delay,
+    try:
+        return await http_retry.request_with_retries(
+            client,
+            "POST",
+            config.endpoint,
+            policy=config.retry_policy,
+            sleep=sleep,
+            timeout=config.timeout_s,
+            label=f"portal page {page}",
+            logger=log,
+            params=params,
+            files=build_files(config),
         )
-        await sleep(delay)
-    raise PortalUnavailable(
-        f"portal unavailable: page {page} failed {config.max_attempts} times, last error: {last_error}",
-        attempts=config.max_attempts,
-        last_error=last_error,
-    )
+    except http_retry.RequestRejected as exc:
+        raise PortalRejected(
+            f"portal refused page {page}: HTTP {exc.status} {exc.response.text[:200]!r}",
+            attempts=exc.attempts,
+            last_error=exc.last_error,
+        ) from exc
+    except http_retry.RetriesExhausted as exc:
+        raise PortalUnavailable(
+            f"portal unavailable: page {page} failed {exc.attempts} times, last error: {exc.last_error}",
+            attempts=exc.attempts,
+            last_error=exc.last_error,
+        ) from exc
 
 
 @dataclass

@@ -10,40 +10,27 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
-import threading
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, cast
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-log = logging.getLogger(__name__)
+from shared.replay import CONTROL_PREFIX as CONTROL_PREFIX  # re-exported
+from shared.replay import BaseReplayHandler, BaseReplayServer, BaseReplayState, Reply, json_reply, query_params
+from shared.replay import Fault as Fault  # re-exported
+from shared.replay import FaultKind as FaultKind  # re-exported
 
 SEARCH_PATH = "/search-api/prod/rest/search"
-CONTROL_PREFIX = "/_replay"
 DEFAULT_DATA = Path(__file__).parent / "data" / "edf_topics.json"
 REQUIRED_PARTS = ("query", "languages", "sort")
 DEFAULT_PAGE_SIZE = 50
 
-FaultKind = Literal["error", "hang", "reset"]
 MalformedMode = Literal["not-json", "missing-results", "bad-row"]
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One queued failure: an HTTP error status, a hang, or a connection closed without answer."""
-
-    kind: FaultKind
-    status: int = 500
-    retry_after: str | None = None
-    seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -69,16 +56,6 @@ class RecordedRequest:
     fault: str | None = None
 
 
-@dataclass(frozen=True)
-class Reply:
-    """An HTTP response to send."""
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-
-
 def load_rows(path: Path | str) -> list[dict[str, Any]]:
     """Rows from a JSON file: a list of result rows, or a search response with `results`."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -88,18 +65,13 @@ def load_rows(path: Path | str) -> list[dict[str, Any]]:
     return rows
 
 
-class ReplayState:
-    """Data, queued faults and recorded requests, shared by the handler threads."""
+class ReplayState(BaseReplayState[RecordedRequest]):
+    """Topic rows, malformed pages, queued faults and recorded requests, shared by the handler threads."""
 
     def __init__(self, rows: Sequence[Mapping[str, Any]] = ()) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._rows: list[dict[str, Any]] = [copy.deepcopy(dict(r)) for r in rows]
-        self._faults: deque[Fault] = deque()
         self._malformed: dict[int, MalformedMode] = {}
-        self._requests: list[RecordedRequest] = []
-        self.stopping = threading.Event()
-
-    # -- controls ---------------------------------------------------------------------------------
 
     def set_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Replace the data set."""
@@ -116,18 +88,6 @@ class ReplayState:
         with self._lock:
             return copy.deepcopy(self._rows)
 
-    def fail_next(self, count: int = 1, status: int = 500, retry_after: str | None = None) -> None:
-        """Answer the next `count` search requests with this HTTP status."""
-        self._queue(Fault("error", status=status, retry_after=retry_after), count)
-
-    def hang_next(self, count: int = 1, seconds: float = 30.0) -> None:
-        """Stall the next `count` search requests for `seconds` (or until the server stops)."""
-        self._queue(Fault("hang", seconds=seconds), count)
-
-    def reset_next(self, count: int = 1) -> None:
-        """Close the connection without answering the next `count` search requests."""
-        self._queue(Fault("reset"), count)
-
     def malform_page(self, page: int, mode: MalformedMode = "not-json") -> None:
         """Serve page `page` malformed until cleared: not JSON, no `results`, or one broken row."""
         with self._lock:
@@ -139,43 +99,14 @@ class ReplayState:
             self._faults.clear()
             self._malformed.clear()
 
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Search requests received so far (a copy)."""
-        with self._lock:
-            return list(self._requests)
-
-    def clear_requests(self) -> None:
-        """Forget recorded requests."""
-        with self._lock:
-            self._requests.clear()
-
-    def _queue(self, fault: Fault, count: int) -> None:
-        with self._lock:
-            self._faults.extend([fault] * count)
-
-    # -- used by the handler ----------------------------------------------------------------------
-
-    def _take_fault(self) -> Fault | None:
-        with self._lock:
-            return self._faults.popleft() if self._faults else None
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
     def _snapshot(self) -> tuple[list[dict[str, Any]], dict[int, MalformedMode]]:
         with self._lock:
             return copy.deepcopy(self._rows), dict(self._malformed)
 
 
-def _json_reply(status: int, payload: Any) -> Reply:
-    return Reply(status, json.dumps(payload).encode())
-
-
 def _error(status: int, message: str) -> Reply:
     # Shaped like the Spring error body the portal returns.
-    return _json_reply(status, {"status": status, "error": "Internal Server Error", "message": message})
+    return json_reply(status, {"status": status, "error": "Internal Server Error", "message": message})
 
 
 def parse_multipart(content_type: str, body: bytes) -> dict[str, Part]:
@@ -280,58 +211,24 @@ def handle_search(
         del payload["results"]
     elif mode == "bad-row" and page_rows:
         page_rows[0] = {**page_rows[0], "metadata": {**page_rows[0]["metadata"], "identifier": []}}
-    return _json_reply(200, payload), parts
+    return json_reply(200, payload), parts
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out as separate writes; with Nagle on, each reply waits ~40 ms for an ACK.
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("replay %s - %s", self.address_string(), format % args)
-
-    def _send(self, reply: Reply) -> None:
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for name, value in reply.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
+class _Handler(BaseReplayHandler):
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         body = self._body()
-        if url.path.startswith(CONTROL_PREFIX):
-            self._send(self.server.control(url.path[len(CONTROL_PREFIX) :], body))
+        if self._control(url.path, body):
             return
         if url.path != SEARCH_PATH:
             self._send(_error(404, f"no route {url.path}"))
             return
-        params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        params = query_params(url.query)
         content_type = self.headers.get("Content-Type", "")
-        state = self.server.state
+        state: ReplayState = self.app.state
         record = RecordedRequest("POST", url.path, params, content_type)
-        state._record(record)
-        fault = state._take_fault()
-        if fault is not None:
-            record.fault = fault.kind
-            if fault.kind == "reset":
-                self.close_connection = True
-                return
-            if fault.kind == "hang":
-                state.stopping.wait(fault.seconds)
-                self.close_connection = True
-                return
-            headers = (("Retry-After", fault.retry_after),) if fault.retry_after is not None else ()
-            record.status = fault.status
-            self._send(Reply(fault.status, _error(fault.status, "injected failure").body, headers=headers))
+        state.record(record)
+        if self._inject_fault(record):
             return
         reply, parts = handle_search(state, params, content_type, body)
         record.parts = parts
@@ -340,9 +237,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
-        if url.path.startswith(CONTROL_PREFIX):
-            self._send(self.server.control(url.path[len(CONTROL_PREFIX) :], b""))
-        elif url.path == SEARCH_PATH:
+        if self._control(url.path, b""):
+            return
+        if url.path == SEARCH_PATH:
             self._send(_error(405, "Request method 'GET' is not supported"))
         else:
             self._send(_error(404, f"no route {url.path}"))
@@ -350,49 +247,11 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_POST
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class ReplayServer(BaseReplayServer[ReplayState]):
+    """The SEDIA replay on a background thread; port 0 picks a free port."""
 
-    def __init__(self, address: tuple[str, int], state: ReplayState) -> None:
-        super().__init__(address, _Handler)
-        self.state = state
-
-    def control(self, action: str, body: bytes) -> Reply:
-        """HTTP controls for a replay server running as a separate process."""
-        try:
-            args: dict[str, Any] = json.loads(body) if body.strip() else {}
-        except ValueError:
-            return _error(400, "control body must be JSON")
-        state = self.state
-        if action == "/rows":
-            if body.strip():
-                state.set_rows(args["results"] if isinstance(args, dict) else args)
-            return _json_reply(200, {"rows": len(state.rows)})
-        if action == "/requests":
-            return _json_reply(200, [asdict(r) for r in state.requests])
-        if action == "/faults":
-            kind = args.get("kind", "error")
-            count = int(args.get("count", 1))
-            if kind == "hang":
-                state.hang_next(count, float(args.get("seconds", 30)))
-            elif kind == "reset":
-                state.reset_next(count)
-            else:
-                state.fail_next(count, int(args.get("status", 500)), args.get("retry_after"))
-            return _json_reply(200, {"queued": count})
-        if action == "/malformed":
-            state.malform_page(int(args["page"]), args.get("mode", "not-json"))
-            return _json_reply(200, {"page": int(args["page"])})
-        if action == "/reset":
-            state.clear_faults()
-            state.clear_requests()
-            return _json_reply(200, {"reset": True})
-        return _error(404, f"no control {action}")
-
-
-class ReplayServer:
-    """The replay app on a background thread; port 0 picks a free port."""
+    handler = _Handler
+    controls = ("rows", "faults", "malformed", "requests", "reset")
 
     def __init__(
         self,
@@ -402,44 +261,29 @@ class ReplayServer:
     ) -> None:
         if rows is None:
             rows = DEFAULT_DATA
-        self.state = ReplayState(load_rows(rows) if isinstance(rows, Path | str) else rows)
-        self._server = _Server((host, port), self.state)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        """http://host:port"""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__(ReplayState(load_rows(rows) if isinstance(rows, Path | str) else rows), host, port)
 
     @property
     def endpoint(self) -> str:
         """The search URL to configure the portal client with."""
         return self.base_url + SEARCH_PATH
 
-    def start(self) -> ReplayServer:
-        """Serve on a daemon thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
+    def error(self, status: int, message: str) -> Reply:
+        return _error(status, message)
 
-    def serve_forever(self) -> None:
-        """Serve on the current thread (process mode)."""
-        self._server.serve_forever(poll_interval=0.2)
+    def data_control(self, action: str, args: Any, body: bytes) -> Reply | None:
+        state = self.state
+        if action == "/rows":
+            if body.strip():
+                state.set_rows(args["results"] if isinstance(args, dict) else args)
+            return json_reply(200, {"rows": len(state.rows)})
+        if action == "/malformed":
+            state.malform_page(int(args["page"]), args.get("mode", "not-json"))
+            return json_reply(200, {"page": int(args["page"])})
+        return None
 
-    def stop(self) -> None:
-        """Release hanging requests, stop serving and close the socket."""
-        self.state.stopping.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
-
-    def __enter__(self) -> ReplayServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def describe(self, source: Path) -> list[str]:
+        return [f"replaying {len(self.state.rows)} rows from {source}", f"search endpoint: {self.endpoint}"]
 
 
 @contextmanager
@@ -447,8 +291,5 @@ def run_replay_server(
     rows: Sequence[Mapping[str, Any]] | Path | str | None = None, host: str = "127.0.0.1", port: int = 0
 ) -> Iterator[ReplayServer]:
     """Start a replay server for the duration of a with-block (default data: data/edf_topics.json)."""
-    server = ReplayServer(rows, host, port).start()
-    try:
+    with ReplayServer(rows, host, port) as server:
         yield server
-    finally:
-        server.stop()

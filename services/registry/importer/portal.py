@@ -3,19 +3,16 @@
 ``fetch_topic_projects`` lists a topic's funded projects (``topicProjectsList.json``);
 ``fetch_project_participants`` reads one project's search-api document (details and consortium).
 Timeouts, connection errors, HTTP 429 and 5xx are retried a bounded number of times with exponential
-backoff and jitter (``Retry-After`` is honoured, capped); other 4xx answers are final. Formats: see
+backoff and jitter (``Retry-After`` is honoured, capped; see :mod:`shared.http_retry`); other 4xx
+answers are final. Formats: see
 :mod:`services.registry.importer.formats`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -28,6 +25,9 @@ from services.registry.importer.formats import (
     parse_project_document,
     parse_topic_projects,
 )
+from shared import http_retry
+from shared.http_retry import RetryPolicy, Sleep
+from shared.http_retry import retry_after_seconds as retry_after_seconds  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +35,13 @@ DEFAULT_PROJECTS_URL = "https://ec.europa.eu/info/funding-tenders/opportunities/
 DEFAULT_DOCUMENT_URL = "https://api.tech.ec.europa.eu/search-api/prod/rest/document"
 DOCUMENT_API_KEY = "SEDIA_NONH2020_PROD"
 
-Sleep = Callable[[float], Awaitable[None]]
-
 
 class PortalError(RuntimeError):
     """A portal request failed for good."""
 
 
-class PortalUnavailable(PortalError):
+class PortalUnavailable(PortalError, http_retry.RetryError):
     """Retries exhausted: timeouts, connection errors, 429 or 5xx every time."""
-
-    def __init__(self, message: str, *, attempts: int, last_error: str) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-        self.last_error = last_error
 
 
 class PortalRejected(PortalError):
@@ -74,32 +67,14 @@ class PortalConfig:
     retry_after_max_s: float = 120.0
     user_agent: str = "bondgenoot-registry-importer/1"
 
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.backoff_base_s, self.backoff_max_s, self.retry_after_max_s)
 
 
 def backoff_delay(attempt: int, config: PortalConfig, retry_after: float | None = None) -> float:
     """Equal-jitter exponential backoff after failed attempt ``attempt`` (1-based); Retry-After is a floor."""
-    ceiling = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempt - 1))
-    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, config.retry_after_max_s))
-    return delay
+    return http_retry.backoff_delay(attempt, config.retry_policy, retry_after)
 
 
 class FundingPortal:
@@ -146,41 +121,33 @@ class FundingPortal:
         return parse_project_document(response.content)
 
     async def _get(self, url: str, params: dict[str, str], *, what: str) -> httpx.Response:
-        config = self.config
-        last_error = ""
-        for attempt in range(1, config.max_attempts + 1):
-            retry_after: float | None = None
-            self.requests_made += 1
-            try:
-                response = await self._client.get(url, params=params, timeout=config.timeout_s)
-            except httpx.TimeoutException as exc:
-                last_error = f"timeout after {config.timeout_s}s ({type(exc).__name__})"
-            except httpx.TransportError as exc:
-                last_error = f"connection error ({type(exc).__name__}: {exc})"
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                if status == 429 or status >= 500:
-                    last_error = f"HTTP {status}"
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                else:
-                    raise PortalRejected(f"portal refused {what}: HTTP {status} {response.text[:200]!r}", status=status)
-            if attempt == config.max_attempts:
-                break
-            delay = backoff_delay(attempt, config, retry_after)
-            self.retries += 1
-            log.warning(
-                "portal %s attempt %d/%d failed: %s; retrying in %.2fs",
-                what,
-                attempt,
-                config.max_attempts,
-                last_error,
-                delay,
+        try:
+            return await http_retry.request_with_retries(
+                self._client,
+                "GET",
+                url,
+                policy=self.config.retry_policy,
+                sleep=self._sleep,
+                timeout=self.config.timeout_s,
+                label=f"portal {what}",
+                logger=log,
+                on_attempt=self._count_request,
+                on_retry=self._count_retry,
+                params=params,
             )
-            await self._sleep(delay)
-        raise PortalUnavailable(
-            f"portal unavailable for {what}: {config.max_attempts} attempts failed, last error: {last_error}",
-            attempts=config.max_attempts,
-            last_error=last_error,
-        )
+        except http_retry.RequestRejected as exc:
+            raise PortalRejected(
+                f"portal refused {what}: HTTP {exc.status} {exc.response.text[:200]!r}", status=exc.status
+            ) from exc
+        except http_retry.RetriesExhausted as exc:
+            raise PortalUnavailable(
+                f"portal unavailable for {what}: {exc.attempts} attempts failed, last error: {exc.last_error}",
+                attempts=exc.attempts,
+                last_error=exc.last_error,
+            ) from exc
+
+    def _count_request(self, attempt: int) -> None:
+        self.requests_made += 1
+
+    def _count_retry(self, attempt: int, last_error: str, delay: float) -> None:
+        self.retries += 1

@@ -18,27 +18,24 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
-import threading
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-log = logging.getLogger(__name__)
+from shared.replay import CONTROL_PREFIX as CONTROL_PREFIX  # re-exported
+from shared.replay import BaseReplayHandler, BaseReplayServer, BaseReplayState, Reply, json_reply, query_params
+from shared.replay import Fault as Fault  # re-exported
+from shared.replay import FaultKind as FaultKind  # re-exported
 
 TOPIC_PROJECTS_PATH = "/opportunities/api/topicProjectsList.json"
 DOCUMENT_PATH = "/search-api/prod/rest/document"
-CONTROL_PREFIX = "/_replay"
 DOCUMENT_API_KEY = "SEDIA_NONH2020_PROD"
 DEFAULT_DATA = Path(__file__).parent / "data" / "edf_projects.json"
 
 Route = Literal["topics", "documents"]
-FaultKind = Literal["error", "hang", "reset"]
 SUMMARY_FIELDS = ("programId", "businessIdentifier", "acronym", "title")
 DOCUMENT_FIELDS = (
     "title",
@@ -53,17 +50,6 @@ DOCUMENT_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class Fault:
-    """One queued failure, for one route or (route None) whichever request comes first."""
-
-    kind: FaultKind
-    route: Route | None = None
-    status: int = 500
-    retry_after: str | None = None
-    seconds: float = 30.0
-
-
 @dataclass
 class RecordedRequest:
     """What the server saw, for assertions about the client's requests."""
@@ -73,14 +59,6 @@ class RecordedRequest:
     params: dict[str, str]
     status: int = 0
     fault: str | None = None
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
 
 
 def load_topics(path: Path | str) -> list[dict[str, Any]]:
@@ -126,17 +104,12 @@ def project_document(project: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class ReplayState:
-    """Data, queued faults and recorded requests, shared by the handler threads."""
+class ReplayState(BaseReplayState[RecordedRequest]):
+    """Topics with their projects, queued faults and recorded requests, shared by the handler threads."""
 
     def __init__(self, topics: Sequence[Mapping[str, Any]] = ()) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._topics: list[dict[str, Any]] = [copy.deepcopy(dict(t)) for t in topics]
-        self._faults: deque[Fault] = deque()
-        self._requests: list[RecordedRequest] = []
-        self.stopping = threading.Event()
-
-    # -- controls ---------------------------------------------------------------------------------
 
     def set_topics(self, topics: Sequence[Mapping[str, Any]]) -> None:
         """Replace the data set."""
@@ -147,51 +120,6 @@ class ReplayState:
     def topics(self) -> list[dict[str, Any]]:
         with self._lock:
             return copy.deepcopy(self._topics)
-
-    def fail_next(
-        self, count: int = 1, status: int = 500, retry_after: str | None = None, route: Route | None = None
-    ) -> None:
-        """Answer the next ``count`` requests (of ``route``, or any) with this HTTP status."""
-        self._queue(Fault("error", route=route, status=status, retry_after=retry_after), count)
-
-    def hang_next(self, count: int = 1, seconds: float = 30.0, route: Route | None = None) -> None:
-        """Stall the next ``count`` requests for ``seconds`` (or until the server stops)."""
-        self._queue(Fault("hang", route=route, seconds=seconds), count)
-
-    def reset_next(self, count: int = 1, route: Route | None = None) -> None:
-        """Close the connection without answering the next ``count`` requests."""
-        self._queue(Fault("reset", route=route), count)
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def _queue(self, fault: Fault, count: int) -> None:
-        with self._lock:
-            self._faults.extend([fault] * count)
-
-    # -- used by the handler ----------------------------------------------------------------------
-
-    def _take_fault(self, route: Route) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.route in (None, route):
-                    self._faults.remove(fault)
-                    return fault
-            return None
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
 
     def _find_topic(self, ccm2_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -210,7 +138,7 @@ class ReplayState:
 
 
 def _json_reply(status: int, payload: Any) -> Reply:
-    return Reply(status, json.dumps(payload, ensure_ascii=False).encode())
+    return json_reply(status, payload, ensure_ascii=False)
 
 
 def _error(status: int, message: str) -> Reply:
@@ -234,39 +162,15 @@ def handle_document(state: ReplayState, reference: str, params: Mapping[str, str
     return _json_reply(200, project_document(project))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("replay %s - %s", self.address_string(), format % args)
-
-    def _send(self, reply: Reply) -> None:
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for name, value in reply.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
+class _Handler(BaseReplayHandler):
     def do_POST(self) -> None:
         url = urlsplit(self.path)
-        body = self._body()
-        if url.path.startswith(CONTROL_PREFIX):
-            self._send(self.server.control(url.path[len(CONTROL_PREFIX) :], body))
-        else:
+        if not self._control(url.path, self._body()):
             self._send(_error(405, "Request method 'POST' is not supported"))
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
-        if url.path.startswith(CONTROL_PREFIX):
-            self._send(self.server.control(url.path[len(CONTROL_PREFIX) :], b""))
+        if self._control(url.path, b""):
             return
         route: Route
         if url.path == TOPIC_PROJECTS_PATH:
@@ -276,23 +180,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(_error(404, f"no route {url.path}"))
             return
-        params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        state = self.server.state
+        params = query_params(url.query)
+        state: ReplayState = self.app.state
         record = RecordedRequest(route, url.path, params)
-        state._record(record)
-        fault = state._take_fault(route)
-        if fault is not None:
-            record.fault = fault.kind
-            if fault.kind == "reset":
-                self.close_connection = True
-                return
-            if fault.kind == "hang":
-                state.stopping.wait(fault.seconds)
-                self.close_connection = True
-                return
-            headers = (("Retry-After", fault.retry_after),) if fault.retry_after is not None else ()
-            record.status = fault.status
-            self._send(Reply(fault.status, _error(fault.status, "injected failure").body, headers=headers))
+        state.record(record)
+        if self._inject_fault(record, route):
             return
         if route == "topics":
             reply = handle_topic_projects(state, params)
@@ -302,49 +194,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int], state: ReplayState) -> None:
-        super().__init__(address, _Handler)
-        self.state = state
-
-    def control(self, action: str, body: bytes) -> Reply:
-        """HTTP controls for a replay server running as a separate process."""
-        try:
-            args: Any = json.loads(body) if body.strip() else {}
-        except ValueError:
-            return _error(400, "control body must be JSON")
-        state = self.state
-        if action == "/topics":
-            if body.strip():
-                state.set_topics(args["topics"] if isinstance(args, dict) else args)
-            return _json_reply(200, {"topics": len(state.topics)})
-        if action == "/requests":
-            return _json_reply(200, [asdict(r) for r in state.requests])
-        if action == "/faults":
-            kind = args.get("kind", "error")
-            count = int(args.get("count", 1))
-            route = args.get("route")
-            if route not in (None, "topics", "documents"):
-                return _error(400, "route must be 'topics' or 'documents'")
-            if kind == "hang":
-                state.hang_next(count, float(args.get("seconds", 30)), route=route)
-            elif kind == "reset":
-                state.reset_next(count, route=route)
-            else:
-                state.fail_next(count, int(args.get("status", 500)), args.get("retry_after"), route=route)
-            return _json_reply(200, {"queued": count})
-        if action == "/reset":
-            state.clear_faults()
-            state.clear_requests()
-            return _json_reply(200, {"reset": True})
-        return _error(404, f"no control {action}")
-
-
-class ReplayServer:
+class ReplayServer(BaseReplayServer[ReplayState]):
     """The replay app on a background thread; port 0 picks a free port."""
+
+    handler = _Handler
+    controls = ("topics", "faults", "requests", "reset")
+    fault_routes = ("topics", "documents")
+    ensure_ascii = False
 
     def __init__(
         self,
@@ -354,14 +210,7 @@ class ReplayServer:
     ) -> None:
         if topics is None:
             topics = DEFAULT_DATA
-        self.state = ReplayState(load_topics(topics) if isinstance(topics, Path | str) else topics)
-        self._server = _Server((host, port), self.state)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__(ReplayState(load_topics(topics) if isinstance(topics, Path | str) else topics), host, port)
 
     @property
     def projects_url(self) -> str:
@@ -373,27 +222,21 @@ class ReplayServer:
         """For REGISTRY_FT_DOCUMENT_URL."""
         return self.base_url + DOCUMENT_PATH
 
-    def start(self) -> ReplayServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
+    def data_control(self, action: str, args: Any, body: bytes) -> Reply | None:
+        if action == "/topics":
+            if body.strip():
+                self.state.set_topics(args["topics"] if isinstance(args, dict) else args)
+            return _json_reply(200, {"topics": len(self.state.topics)})
+        return None
 
-    def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.2)
-
-    def stop(self) -> None:
-        """Release hanging requests, stop serving and close the socket."""
-        self.state.stopping.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
-
-    def __enter__(self) -> ReplayServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def describe(self, source: Path) -> list[str]:
+        topics = self.state.topics
+        return [
+            f"replaying {len(topics)} topics from {source}",
+            *(f"  {topic.get('identifier')}:{topic.get('ccm2Id')}" for topic in topics),
+            f"REGISTRY_FT_PROJECTS_URL={self.projects_url}",
+            f"REGISTRY_FT_DOCUMENT_URL={self.document_url}",
+        ]
 
 
 @contextmanager
@@ -401,8 +244,5 @@ def run_replay_server(
     topics: Sequence[Mapping[str, Any]] | Path | str | None = None, host: str = "127.0.0.1", port: int = 0
 ) -> Iterator[ReplayServer]:
     """Start a replay server for the duration of a with-block (default data: data/edf_projects.json)."""
-    server = ReplayServer(topics, host, port).start()
-    try:
+    with ReplayServer(topics, host, port) as server:
         yield server
-    finally:
-        server.stop()
