@@ -1,46 +1,41 @@
-"""The Bondgenoot taxonomy (contracts/taxonomy.json) and keyword-based domain classification."""
+"""Keyword-based domain classification of calls, on the shared taxonomy (:mod:`shared.taxonomy`).
+
+The file is found, read and validated by ``shared.taxonomy``; this module adds only what the calls
+service needs: whole-word keyword scoring with the category mapping (:meth:`Taxonomy.classify`).
+"""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-TAXONOMY_ENV = "BONDGENOOT_TAXONOMY"
-"""Environment variable that overrides where taxonomy.json is read from."""
+from shared import taxonomy as shared_taxonomy
+from shared.taxonomy import TAXONOMY_ENV, Domain, EdfCategory, TaxonomyError
+
+__all__ = [
+    "CATEGORY_WEIGHT",
+    "MIN_KEYWORD_HITS",
+    "TAXONOMY_ENV",
+    "Domain",
+    "DomainScore",
+    "EdfCategory",
+    "Taxonomy",
+    "TaxonomyError",
+    "default_taxonomy_path",
+    "from_shared",
+    "load_taxonomy",
+    "parse_taxonomy",
+]
 
 MIN_KEYWORD_HITS = 2
 """Distinct keywords a domain needs when the EDF category does not map to it already."""
 
 CATEGORY_WEIGHT = 3
 """Strength a category mapping adds: the portal's own categorisation outweighs a keyword or two."""
-
-
-class TaxonomyError(ValueError):
-    """The taxonomy file is missing or does not have the expected shape."""
-
-
-@dataclass(frozen=True)
-class Domain:
-    """One VISD domain with the keywords that signal it."""
-
-    slug: str
-    label: str
-    keywords: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class EdfCategory:
-    """An EDF category as coded in topic identifiers, mapped to VISD domains."""
-
-    code: str
-    label: str
-    domains: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -138,51 +133,28 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){body}(?:s|es)?(?!\w)", re.IGNORECASE)
 
 
+def from_shared(base: shared_taxonomy.Taxonomy) -> Taxonomy:
+    """The calls view (compiled keyword patterns) of a parsed shared taxonomy."""
+    return Taxonomy(domains=base.domains, categories=base.categories, programmes=tuple(p.code for p in base.programmes))
+
+
 def parse_taxonomy(data: Mapping[str, Any]) -> Taxonomy:
-    """Build a Taxonomy from the decoded JSON document."""
-    try:
-        domains = tuple(
-            Domain(slug=str(d["slug"]), label=str(d.get("label", d["slug"])), keywords=tuple(d["keywords"]))
-            for d in data["domains"]
-        )
-        categories = tuple(
-            EdfCategory(code=str(c["code"]), label=str(c.get("label", c["code"])), domains=tuple(c["domains"]))
-            for c in data["edf_categories"]
-        )
-        programmes = tuple(str(p["code"]) for p in data.get("programmes", []))
-    except (KeyError, TypeError) as exc:
-        raise TaxonomyError(f"taxonomy has an unexpected shape: {exc!r}") from exc
-    slugs = {d.slug for d in domains}
-    for cat in categories:
-        unknown = set(cat.domains) - slugs
-        if unknown:
-            raise TaxonomyError(f"EDF category {cat.code} maps to unknown domains {sorted(unknown)}")
-    return Taxonomy(domains=domains, categories=categories, programmes=programmes)
+    """Build a Taxonomy from the decoded JSON document (raises TaxonomyError on a bad shape)."""
+    return from_shared(shared_taxonomy.parse_taxonomy(data))
 
 
 def default_taxonomy_path() -> Path:
-    """$BONDGENOOT_TAXONOMY, else contracts/taxonomy.json found upwards from this file."""
-    override = os.environ.get(TAXONOMY_ENV)
-    if override:
-        return Path(override)
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "contracts" / "taxonomy.json"
-        if candidate.is_file():
-            return candidate
-    raise TaxonomyError(f"contracts/taxonomy.json not found; set {TAXONOMY_ENV}")
+    """$BONDGENOOT_TAXONOMY, else contracts/taxonomy.json (resolved by shared.taxonomy)."""
+    return shared_taxonomy.taxonomy_path()
 
 
 def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
-    """Read and parse a taxonomy file (the default one is cached)."""
+    """Read and parse a taxonomy file; the default one (via shared.taxonomy) is cached."""
     if path is None:
-        return _default_taxonomy()
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise TaxonomyError(f"cannot read taxonomy {path}: {exc}") from exc
-    return parse_taxonomy(data)
+        return _view(shared_taxonomy.load_taxonomy())
+    return from_shared(shared_taxonomy.read_taxonomy(path))
 
 
-@cache
-def _default_taxonomy() -> Taxonomy:
-    return load_taxonomy(default_taxonomy_path())
+@lru_cache(maxsize=4)
+def _view(base: shared_taxonomy.Taxonomy) -> Taxonomy:
+    return from_shared(base)

@@ -2,7 +2,8 @@
 
 EDF: established in an EU member state or Norway (the only EDF-associated country).
 VLAIO, FSDB, DEFRA: Belgian. DIANA: a NATO member. OTHER: anyone.
-The rules are data (country sets), so the matcher can turn them into boolean masks per programme.
+The country sets come from the programmes in contracts/taxonomy.json (via the taxonomy), so the
+rules are data and the matcher can turn them into boolean masks per programme.
 """
 
 from __future__ import annotations
@@ -27,17 +28,19 @@ class CountryRule:
         return self.countries is None or normalise_country(country) in self.countries
 
 
+LABELS: dict[str, str] = {
+    "EDF": "an EU member state or Norway",
+    "VLAIO": "Belgium",
+    "FSDB": "Belgium",
+    "DEFRA": "Belgium",
+    "DIANA": "a NATO member",
+    "OTHER": "any country",
+}
+"""How an explanation names each programme's accepted countries; the countries come from the taxonomy."""
+
+
 def country_rules(taxonomy: Taxonomy) -> dict[str, CountryRule]:
-    eu_no = taxonomy.group("EU") | taxonomy.group("EDF_ASSOCIATED")
-    belgium = frozenset({"BE"})
-    return {
-        "EDF": CountryRule("EDF", eu_no, "an EU member state or Norway"),
-        "VLAIO": CountryRule("VLAIO", belgium, "Belgium"),
-        "FSDB": CountryRule("FSDB", belgium, "Belgium"),
-        "DEFRA": CountryRule("DEFRA", belgium, "Belgium"),
-        "DIANA": CountryRule("DIANA", taxonomy.group("NATO"), "a NATO member"),
-        "OTHER": CountryRule("OTHER", None, "any country"),
-    }
+    return {p: CountryRule(p, taxonomy.eligible_countries(p), LABELS[p]) for p in PROGRAMMES}
 
 
 def check_eligibility(rules: dict[str, CountryRule], profile: CompanyProfile, target: Target) -> tuple[bool, str]:

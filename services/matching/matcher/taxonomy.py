@@ -1,29 +1,32 @@
-"""The parts of contracts/taxonomy.json the matcher needs: domains, EDF categories, country groups.
+"""The matcher's view of the shared taxonomy (:mod:`shared.taxonomy`): lookup tables for ranking.
 
-Kept separate from the calls service's taxonomy module on purpose: the matcher is a pure library the
-benchmark imports without any service code, and it only needs a read-only view.
+``shared.taxonomy`` finds, reads, validates and caches contracts/taxonomy.json and owns the country
+groups, programme country rules and country-code normalisation. This module only reshapes that data
+into what the matcher's hot paths use: slug -> lower-case keywords, upper-case category code ->
+domains, the EDF category of a topic id, and whole-word keyword hits per domain.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
+from functools import lru_cache
 from typing import Any
 
-TAXONOMY_ENV = "BONDGENOOT_TAXONOMY"
+from shared import taxonomy as shared_taxonomy
+from shared.taxonomy import COUNTRY_ALIASES, TAXONOMY_ENV, normalise_country, resolve_countries
 
-# The EU and the portal write Greece as EL and the United Kingdom as UK; the taxonomy uses ISO codes.
-COUNTRY_ALIASES: dict[str, str] = {"EL": "GR", "UK": "GB"}
-
-
-def normalise_country(code: str) -> str:
-    upper = code.strip().upper()
-    return COUNTRY_ALIASES.get(upper, upper)
+__all__ = [
+    "COUNTRY_ALIASES",
+    "TAXONOMY_ENV",
+    "Taxonomy",
+    "from_shared",
+    "load_taxonomy",
+    "normalise_country",
+    "taxonomy_from_dict",
+    "union",
+]
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,10 @@ class Taxonomy:
     def group(self, name: str) -> frozenset[str]:
         return self.country_groups.get(name, frozenset())
 
+    def eligible_countries(self, programme: str) -> frozenset[str] | None:
+        """Countries the taxonomy lets take part in a programme; None means any (unknown -> any)."""
+        return resolve_countries(self.programme_countries.get(programme, "ANY"), self.country_groups)
+
     def category_of(self, topic_id: str | None) -> str | None:
         """EDF category code in a topic id (EDF-2023-DA-UWW-ASW -> UWW), None if there is none."""
         if not topic_id:
@@ -79,37 +86,29 @@ class Taxonomy:
         return [slug for slug, words in self.keyword_hits(text).items() if len(words) >= min_hits]
 
 
-def _default_path() -> Path | None:
-    env = os.environ.get(TAXONOMY_ENV)
-    if env:
-        return Path(env)
-    # Walk up from this file, then from the working directory, to the repository's contracts/.
-    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
-        for parent in (start, *start.parents):
-            candidate = parent / "contracts" / "taxonomy.json"
-            if candidate.is_file():
-                return candidate
-    return None
+def from_shared(base: shared_taxonomy.Taxonomy) -> Taxonomy:
+    """The matcher's lookup tables for a parsed shared taxonomy."""
+    return Taxonomy(
+        domain_keywords={d.slug: tuple(k.lower() for k in d.keywords) for d in base.domains},
+        category_domains={c.code.upper(): c.domains for c in base.categories},
+        country_groups=dict(base.country_groups),
+        programme_countries={p.code: p.eligible_countries for p in base.programmes},
+    )
 
 
-def taxonomy_from_dict(data: dict[str, Any]) -> Taxonomy:
-    domains = {d["slug"]: tuple(k.lower() for k in d.get("keywords", [])) for d in data.get("domains", [])}
-    categories = {c["code"].upper(): tuple(c.get("domains", [])) for c in data.get("edf_categories", [])}
-    groups = {
-        name: frozenset(normalise_country(c) for c in codes) for name, codes in data.get("country_groups", {}).items()
-    }
-    programmes = {p["code"]: p.get("eligible_countries", "ANY") for p in data.get("programmes", [])}
-    return Taxonomy(domains, categories, groups, programmes)
+def taxonomy_from_dict(data: Mapping[str, Any]) -> Taxonomy:
+    """Build the matcher view from a decoded taxonomy document (validated by shared.taxonomy)."""
+    return from_shared(shared_taxonomy.parse_taxonomy(data))
 
 
-@cache
 def load_taxonomy(path: str | None = None) -> Taxonomy:
-    """Read the taxonomy once per process (path, env BONDGENOOT_TAXONOMY, or the repo's contracts/)."""
-    resolved = Path(path) if path else _default_path()
-    if resolved is None or not resolved.is_file():
-        raise FileNotFoundError(f"taxonomy.json not found (set {TAXONOMY_ENV}); looked at {resolved}")
-    with resolved.open(encoding="utf-8") as handle:
-        return taxonomy_from_dict(json.load(handle))
+    """The taxonomy, read once per file by shared.taxonomy (path, env BONDGENOOT_TAXONOMY, or contracts/)."""
+    return _view(shared_taxonomy.load_taxonomy(path))
+
+
+@lru_cache(maxsize=4)
+def _view(base: shared_taxonomy.Taxonomy) -> Taxonomy:
+    return from_shared(base)
 
 
 def union(groups: Iterable[frozenset[str]]) -> frozenset[str]:
