@@ -39,33 +39,30 @@ async def _target_access(
 router = APIRouter(tags=["suggestions"], dependencies=[Depends(_target_access)])
 
 
-@router.get("/suggestions/{target_type}/{target_id}")
-async def get_suggestions(target_type: TargetType, target_id: str, request: Request) -> dict[str, Any]:
-    """The latest ranked, explained suggestions for a project or call."""
+async def _latest(
+    request: Request, target_type: TargetType, target_id: str, *, field: str, what: str
+) -> dict[str, Any]:
+    """The latest stored result for a target, with one of its parts (suggestions or proposals)."""
     async with _uow(request)() as uow:  # read the row inside: leaving the unit of work expires it
         found = await domain.get_suggestions(uow, target_type=target_type, target_id=target_id)
         if found is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no suggestions for this target (yet)")
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what} for this target (yet)")
         return {
             "target_type": target_type,
             "target_id": target_id,
             "algorithm_version": found.algorithm_version,
             "computed_at": found.computed_at,
-            "suggestions": found.suggestions,
+            what: getattr(found, field),
         }
+
+
+@router.get("/suggestions/{target_type}/{target_id}")
+async def get_suggestions(target_type: TargetType, target_id: str, request: Request) -> dict[str, Any]:
+    """The latest ranked, explained suggestions for a project or call."""
+    return await _latest(request, target_type, target_id, field="suggestions", what="suggestions")
 
 
 @router.get("/consortia/{target_type}/{target_id}")
 async def get_consortia(target_type: TargetType, target_id: str, request: Request) -> dict[str, Any]:
     """Up to three whole consortia that satisfy the programme's rules, with what each member covers."""
-    async with _uow(request)() as uow:  # read the row inside: leaving the unit of work expires it
-        found = await domain.get_suggestions(uow, target_type=target_type, target_id=target_id)
-        if found is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no proposals for this target (yet)")
-        return {
-            "target_type": target_type,
-            "target_id": target_id,
-            "algorithm_version": found.algorithm_version,
-            "computed_at": found.computed_at,
-            "proposals": found.consortia,
-        }
+    return await _latest(request, target_type, target_id, field="consortia", what="proposals")
