@@ -91,7 +91,8 @@ class PoisonRecord(ValueError):
         self.detail = detail
 
 
-_TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError, ConnectionError, OSError)
+# Lost connections only: a handler bug raising some other OSError must end in the DLQ, not loop forever.
+_TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 
 def _is_transient(exc: BaseException) -> bool:
