@@ -4,7 +4,7 @@ PYTHON ?= .venv/bin/python
 DATA ?= ../shared/data/edf/edf_calls.json
 EVAL ?= EDF-2023
 
-.PHONY: run test lint contracts kafka-up kafka-down kafka-cluster-up bench bench-matching bench-scale venv
+.PHONY: run test lint contracts kafka-up kafka-down kafka-cluster-up bench bench-matching bench-matching-limits bench-scale venv
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -47,6 +47,10 @@ bench: venv
 ## Matching quality on real EDF consortia: make bench-matching DATA=<path> EVAL=<topic-id prefix>
 bench-matching: venv
 	$(PYTHON) -m bench.matching --data $(DATA) --eval $(EVAL)
+
+## What any ranking could reach on that file: ceiling, popularity, country-mix oracle, earlier-only history.
+bench-matching-limits: venv
+	$(PYTHON) -m bench.matching.limits --data $(DATA) --eval $(EVAL)
 
 bench-scale: venv
 	$(PYTHON) -m bench.matching.scale

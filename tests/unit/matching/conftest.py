@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from services.matching.matcher import CompanyProfile, Matcher, ProjectHistory, Target
@@ -141,3 +145,55 @@ def sonar_target() -> Target:
         sought_capabilities=["sonar signal processing", "autonomous underwater vehicles"],
         domains=["maritime"],
     )
+
+
+def _participant(
+    pic: str, country: str, role: str = "participant", sme: bool = False, kind: str = "PRC"
+) -> dict[str, Any]:
+    return {
+        "organization_name": f"ORG {pic}",
+        "pic": pic,
+        "role": role,
+        "type": kind,
+        "sme": sme,
+        "country_code": country,
+    }
+
+
+def _project(pid: str, title: str, objective: str, members: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"project_id": pid, "acronym": pid, "title": title, "objective": objective, "participants": members}
+
+
+def _dataset() -> dict[str, Any]:
+    naval = [_participant("1", "FR", "coordinator"), _participant("2", "IT"), _participant("3", "BE", sme=True)]
+    naval += [_participant("4", "NO"), _participant("5", "DE", kind="REC"), _participant("6", "ES", sme=True)]
+    space = [_participant("7", "DE", "coordinator"), _participant("8", "NL"), _participant("9", "PL", sme=True)]
+    return {
+        "calls": {
+            "EDF-2022-RA-UWW-A": {
+                "title": "Underwater sonar",
+                "description": "<p>Sonar arrays for anti-submarine warfare.</p>",
+                "projects": [_project("P1", "Sonar arrays", "Sonar arrays for submarines", naval)],
+            },
+            "EDF-2022-RA-SPACE-B": {
+                "title": "Satellite imagery",
+                "description": "<p>Earth observation satellites.</p>",
+                "projects": [_project("P2", "Satellite imagery", "Earth observation constellation", space)],
+            },
+            "EDF-2023-DA-UWW-C": {
+                "title": "Sonar for mine countermeasures",
+                "description": "<p>Sonar and <b>underwater</b> vehicles for mine countermeasures.</p>",
+                "projects": [
+                    _project("P3", "Mine hunting", "Sonar mine hunting", [naval[0], naval[1], naval[2], space[2]])
+                ],
+            },
+        }
+    }
+
+
+@pytest.fixture
+def synthetic_edf(tmp_path: Path) -> Path:
+    """A three-project file in the shape of edf_calls.json (P3, EDF-2023, is the one to predict)."""
+    path = tmp_path / "edf.json"
+    path.write_text(json.dumps(_dataset()))
+    return path

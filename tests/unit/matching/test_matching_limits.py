@@ -1,0 +1,49 @@
+"""The bounds beside the EDF benchmark: the oracle's quota logic and the CLI on a tiny synthetic file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.matching.limits import country_quota, main, popularity_rank
+from services.matching.matcher import CompanyProfile, ProjectHistory
+
+
+def test_country_quota_shares_places_by_the_real_mix() -> None:
+    ranked = ["fr1", "fr2", "fr3", "it1", "it2", "de1", "de2"]
+    country = {c: c[:2].upper() for c in ranked}
+    truth = frozenset({"it2", "de2", "de9"})  # de9 has no history: it does not count in the mix
+    picked = country_quota(ranked, truth, country, k=4)
+    # Half Italian, half German among the known participants: 2 + 2 places, each in ranked order.
+    assert sorted(picked) == ["de1", "de2", "it1", "it2"] and picked.index("it1") < picked.index("it2")
+
+
+def test_country_quota_fills_leftover_places_in_ranked_order() -> None:
+    ranked = ["fr1", "it1", "it2", "fr2"]
+    country = {c: c[:2].upper() for c in ranked}
+    # The mix is all Italian but only two Italians are candidates: the other places go to the best.
+    assert country_quota(ranked, frozenset({"it1", "it2"}), country, k=4) == ["it1", "it2", "fr1", "fr2"]
+    # No participant has a history: there is no mix to follow, the ranking stands.
+    assert country_quota(ranked, frozenset({"xx"}), country, k=3) == ["fr1", "it1", "it2"]
+
+
+def test_popularity_ranks_by_number_of_projects_then_id() -> None:
+    def org(cid: str, projects: int) -> CompanyProfile:
+        history = [ProjectHistory(programme="EDF", year=2022, title=f"p{i}") for i in range(projects)]
+        return CompanyProfile(id=cid, name=cid, country="BE", history=history)
+
+    profiles = {"b": org("b", 2), "a": org("a", 2), "c": org("c", 5), "d": org("d", 0)}
+    assert popularity_rank(sorted(profiles), profiles) == ["c", "a", "b", "d"]
+
+
+def test_limits_cli_on_synthetic_file(synthetic_edf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--data", str(synthetic_edf), "--eval", "EDF-2023"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["eval"] == "EDF-2023" and result["projects"] == 1
+    # P3's 4 participants all took part in P1 or P2: a perfect ranking finds every one.
+    assert result["ceiling_recall@20"] == pytest.approx(1.0)
+    measured = [v for k, v in result.items() if k.endswith("recall@20") and not k.startswith(("ceiling", "target"))]
+    assert measured and all(0.0 <= v <= result["ceiling_recall@20"] for v in measured)
+    assert result["target_1.5x_bm25_recall@20"] == pytest.approx(1.5 * result["bm25_recall@20"], abs=1e-4)
