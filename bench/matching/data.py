@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +123,19 @@ def load(path: Path) -> Dataset:
                 )
             )
     return data
+
+
+def load_or_report(cli: str | None) -> Dataset | None:
+    """The dataset from ``resolve_path(cli)``; when absent, say where it was looked for and return None.
+
+    Both benchmark CLIs then exit 2 with ``{"error": "data not found", ...}`` as their last line.
+    """
+    path = resolve_path(cli)
+    if not path.is_file():
+        print(f"EDF data not found at {path}: pass --data or set {DATA_ENV}", file=sys.stderr)
+        print(json.dumps({"error": "data not found", "path": str(path)}))
+        return None
+    return load(path)
 
 
 def group_of(name: str) -> str | None:

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bench.matching.baseline import TokenCache, bm25_rank
-from bench.matching.data import DATA_ENV, Dataset, Project, load, profiles_from, resolve_path, target_for
+from bench.matching.data import DATA_ENV, Dataset, Project, load_or_report, profiles_from, target_for
 from bench.matching.metrics import mean, recall_at_k
 from bench.matching.run import Harness
 from services.matching.matcher import CompanyProfile, Matcher, MatcherConfig, Target
@@ -44,18 +44,22 @@ def popularity_rank(candidates: Sequence[str], profiles: Mapping[str, CompanyPro
 def country_quota(ranked: Sequence[str], truth: frozenset[str], country: Mapping[str, str], k: int = K) -> list[str]:
     """The first ``k`` places shared out by the country mix of the real participants with history.
 
-    Each country gets round(k * its share) places, filled in ``ranked`` order; places left over (from
-    rounding, or a country with too few candidates) go to the best remaining candidates.
+    Quotas are the largest-remainder split of ``k`` by each country's share (ties by country code, so
+    the result never depends on set order), each filled in ``ranked`` order; places a country cannot
+    fill go to the best remaining candidates.
     """
-    known = [c for c in truth if c in country]
-    if not known:
+    mix = Counter(country[c] for c in truth if c in country)
+    total = sum(mix.values())
+    if not total:
         return list(ranked[:k])
-    mix = Counter(country[c] for c in known)
+    exact = {nation: k * n / total for nation, n in mix.items()}
+    quota = {nation: int(share) for nation, share in exact.items()}
+    by_remainder = sorted(exact, key=lambda nation: (-(exact[nation] - quota[nation]), nation))
+    for nation in by_remainder[: k - sum(quota.values())]:
+        quota[nation] += 1
     picked: list[str] = []
-    for nation, n in mix.most_common():
-        quota = round(k * n / len(known))
-        picked += [c for c in ranked if country[c] == nation][:quota]
-    picked = picked[:k]
+    for nation in sorted(quota):
+        picked += [c for c in ranked if country[c] == nation][: quota[nation]]
     chosen = set(picked)
     return picked + [c for c in ranked if c not in chosen][: k - len(picked)]
 
@@ -134,12 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help=f"edf_calls.json (default: env {DATA_ENV} or ../shared/data/edf/)")
     parser.add_argument("--eval", required=True, help="topic-id prefix(es), comma-separated")
     args = parser.parse_args(argv)
-    path = resolve_path(args.data)
-    if not path.is_file():
-        print(f"EDF data not found at {path}: pass --data or set {DATA_ENV}", file=sys.stderr)
-        print(json.dumps({"error": "data not found", "path": str(path)}))
+    data = load_or_report(args.data)
+    if data is None:
         return 2
-    data, taxonomy = load(path), load_taxonomy()
+    taxonomy = load_taxonomy()
     results = [measure(data, taxonomy, p.strip()) for p in args.eval.split(",") if p.strip()]
     for result in results:
         print("  ".join(f"{k}={v}" for k, v in result.items()), file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,16 @@ def test_country_quota_shares_places_by_the_real_mix() -> None:
     picked = country_quota(ranked, truth, country, k=4)
     # Half Italian, half German among the known participants: 2 + 2 places, each in ranked order.
     assert sorted(picked) == ["de1", "de2", "it1", "it2"] and picked.index("it1") < picked.index("it2")
+
+
+def test_country_quota_splits_exactly_k_places_whatever_the_set_order() -> None:
+    ranked = [f"{nation}{i}" for i in range(5) for nation in ("fr", "it", "es")]
+    country = {c: c[:2].upper() for c in ranked}
+    # Three countries, one participant each: 4 places cannot split evenly; the remainder goes by code.
+    truth = frozenset({"fr4", "it4", "es4"})
+    picked = country_quota(ranked, truth, country, k=4)
+    assert len(picked) == 4 and Counter(country[c] for c in picked) == {"ES": 2, "FR": 1, "IT": 1}
+    assert country_quota(list(ranked), frozenset(sorted(truth, reverse=True)), country, k=4) == picked
 
 
 def test_country_quota_fills_leftover_places_in_ranked_order() -> None:
