@@ -66,14 +66,29 @@ class OutboxRecord(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class AfterCommitFailed(RuntimeError):
+    """The transaction committed, but an action registered to follow it failed.
+
+    In-memory state kept beside the database (an index, a cache) may now lag behind it; the caller
+    must not carry on as if nothing happened (the consumer halts, so a restart rebuilds that state).
+    """
+
+
 class UnitOfWork:
-    """One database transaction plus the events it produces; the only place that commits."""
+    """One database transaction plus the events it produces; the only place that commits.
+
+    Besides events, a unit collects *after-commit actions* (:meth:`after_commit`): changes to
+    in-memory state that mirrors the database. They run once the transaction has committed and
+    never when it rolls back, so such state can neither run ahead of the database nor see a
+    retried change twice.
+    """
 
     def __init__(self, db: Database, *, source: str, on_commit: Callable[[], None] | None = None) -> None:
         self._db = db
         self._source = source
         self._on_commit = on_commit
         self._events: list[CloudEvent] = []
+        self._after_commit: list[Callable[[], object]] = []
         self._session: AsyncSession | None = None
 
     @property
@@ -85,12 +100,14 @@ class UnitOfWork:
     async def __aenter__(self) -> Self:
         self._session = self._db.sessions()
         self._events = []
+        self._after_commit = []
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         # Anything not committed explicitly is rolled back: a half-done change never lands.
+        self._after_commit = []
         await self.session.rollback()
         await self.session.close()
         self._session = None
@@ -115,15 +132,29 @@ class UnitOfWork:
     def events(self) -> list[CloudEvent]:
         return list(self._events)
 
+    def after_commit(self, action: Callable[[], object]) -> None:
+        """Run ``action`` right after this unit's transaction commits; drop it if the unit rolls back.
+
+        Actions are synchronous on purpose: each runs whole, with no other coroutine in between.
+        """
+        self._after_commit.append(action)
+
     async def commit(self) -> None:
         await self.session.commit()
+        actions, self._after_commit = self._after_commit, []
         if self._events and self._on_commit is not None:
             self._on_commit()
         self._events = []
+        for action in actions:
+            try:
+                action()
+            except Exception as exc:
+                raise AfterCommitFailed(f"committed, but the after-commit action {action!r} failed: {exc!r}") from exc
 
     async def rollback(self) -> None:
         await self.session.rollback()
         self._events = []
+        self._after_commit = []
 
 
 class UnitOfWorkFactory:
@@ -358,4 +389,12 @@ def decode_payload(payload: bytes | str) -> dict[str, Any]:
     return value
 
 
-__all__ = ["OutboxRecord", "OutboxRelay", "UnitOfWork", "UnitOfWorkFactory", "decode_payload", "utcnow"]
+__all__ = [
+    "AfterCommitFailed",
+    "OutboxRecord",
+    "OutboxRelay",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+    "decode_payload",
+    "utcnow",
+]

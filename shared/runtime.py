@@ -12,26 +12,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from faststream.kafka import KafkaBroker
 from sqlmodel import SQLModel
 
-from shared.consumer import (
-    DeadLetterPublisher,
-    DlqLimit,
-    EventProcessor,
-    Gate,
-    Handler,
-    InboxRecord,
-    RetryPolicy,
-    subscribe,
-)
+from shared.consumer import DlqLimit, EventProcessor, Handler, InboxRecord, RetryPolicy
 from shared.db import Database
+from shared.dead_letters import DeadLetterPublisher
 from shared.events.base import CloudEvent
+from shared.json_bounds import JsonBounds
 from shared.kafka import all_topics, ensure_topics, kafka_security
 from shared.outbox import OutboxRecord, OutboxRelay, UnitOfWorkFactory
+from shared.parking import ParkedEvent, parked_counts
 from shared.settings import ServiceSettings
+from shared.subscription import Gate, subscribe
 from shared.telemetry import configure_tracing
 
 log = logging.getLogger(__name__)
@@ -53,7 +49,7 @@ class ServiceRuntime:
         self.name = name
         self.settings = settings
         configure_tracing(name, settings.telemetry)
-        self.db = Database(settings.database_url, tables=[OutboxRecord, InboxRecord, *tables])
+        self.db = Database(settings.database_url, tables=[OutboxRecord, InboxRecord, ParkedEvent, *tables])
         self.uow = UnitOfWorkFactory(self.db, source=name)
         self.relay = OutboxRelay(self.db, settings.kafka, service=name, poll_interval_s=settings.outbox_poll_interval_s)
         self.uow.on_commit(self.relay.wake)
@@ -73,6 +69,7 @@ class ServiceRuntime:
         self.processors: list[EventProcessor] = []
         self._background: list[BackgroundTask] = []
         self._startup_hooks: list[Callable[[Database], Awaitable[object]]] = []
+        self._reports: list[tuple[str, Callable[[], Mapping[str, Any]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.stop_event = asyncio.Event()
         self.kafka_ready = asyncio.Event()
@@ -98,6 +95,9 @@ class ServiceRuntime:
             dead_letters=self.dead_letters,
             retry=RetryPolicy(max_attempts=self.settings.consumer_max_attempts),
             dlq_limit=DlqLimit(max_consecutive=self.settings.consumer_dlq_limit),
+            bounds=JsonBounds(
+                max_bytes=self.settings.consumer_max_record_bytes, max_depth=self.settings.consumer_max_json_depth
+            ),
             on_halt=self._halt,
             after_side_effects=after_side_effects,
         )
@@ -116,6 +116,10 @@ class ServiceRuntime:
     def before_consuming(self, hook: Callable[[Database], Awaitable[object]]) -> None:
         """Run ``hook(db)`` after the tables exist and before any record is consumed."""
         self._startup_hooks.append(hook)
+
+    def report(self, name: str, describe: Callable[[], Mapping[str, Any]]) -> None:
+        """Add ``describe()`` to ``/healthz`` under ``name`` (information about the service's own work)."""
+        self._reports.append((name, describe))
 
     def background(self, task: BackgroundTask) -> None:
         """Run ``task(stop_event)`` for the life of the service (e.g. the call watcher's poller)."""
@@ -143,6 +147,9 @@ class ServiceRuntime:
             try:
                 await ensure_topics(self.settings.kafka, all_topics(self.settings.kafka, self._extra_topics))
                 await self.dead_letters.start()
+                # Parked events this (possibly upgraded) consumer now understands go before new records.
+                for processor in self.processors:
+                    await processor.drain_parked()
                 await self.broker.start()
             except Exception as exc:  # broker not there yet: keep serving HTTP, try again
                 delay = min(10.0, 0.5 * attempt)
@@ -168,11 +175,13 @@ class ServiceRuntime:
         """Whether the database and Kafka answer, plus the outbox backlog."""
         checks: dict[str, Any] = {"service": self.name}
         ok = True
+        parked: dict[str, int] = {}
         try:
             await asyncio.wait_for(self.db.ping(), 3)
             checks["database"] = "ok"
             checks["outbox_pending"] = await self.relay.pending_count()
             checks["outbox_oldest_unpublished_age_s"] = await self.relay.oldest_unpublished_age_s()
+            parked = await parked_counts(self.db)
         except Exception as exc:  # reported, not raised: this is the health endpoint
             ok = False
             checks["database"] = f"unreachable: {type(exc).__name__}"
@@ -182,11 +191,26 @@ class ServiceRuntime:
         if self.halt_reason:
             ok = False
             checks["halted"] = self.halt_reason
-        checks["consumers"] = {
-            p.consumer: {"processed": p.processed, "duplicates": p.duplicates, "halted": p.halted}
-            for p in self.processors
-        }
-        return ok, checks
+        stalled = False
+        checks["consumers"] = {}
+        for p in self.processors:
+            stalls = [
+                {**asdict(s), "since": s.since.isoformat()} for s in sorted(p.stalls.values(), key=lambda s: s.since)
+            ]
+            stalled = stalled or bool(stalls)
+            checks["consumers"][p.consumer] = {
+                "processed": p.processed,
+                "duplicates": p.duplicates,
+                "dead_lettered": p.dead_lettered,
+                "halted": p.halted,
+                # Waiting for this consumer's upgrade: expected during a rolling upgrade, so not unhealthy.
+                "parked": parked.get(p.consumer, 0),
+                # A record retried because its processing escaped: its partition is not moving.
+                "stalled": stalls,
+            }
+        for name, describe in self._reports:
+            checks[name] = dict(describe())
+        return ok and not stalled, checks
 
     async def _kafka_ping(self) -> bool:
         try:

@@ -84,6 +84,9 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(0.5, gt=0, validation_alias="OUTBOX_POLL_INTERVAL")
     consumer_max_attempts: int = Field(3, ge=1, validation_alias="CONSUMER_MAX_ATTEMPTS")
     consumer_dlq_limit: int = Field(50, ge=1, validation_alias="CONSUMER_DLQ_LIMIT")
+    # Records beyond these are dead-lettered unparsed; raise the first with a topic's max.message.bytes.
+    consumer_max_record_bytes: int = Field(1_048_588, ge=1024, validation_alias="CONSUMER_MAX_RECORD_BYTES")
+    consumer_max_json_depth: int = Field(64, ge=8, le=500, validation_alias="CONSUMER_MAX_JSON_DEPTH")
 
     @model_validator(mode="after")
     def _refuse_embedded_database_in_production(self) -> ServiceSettings:

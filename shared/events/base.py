@@ -8,6 +8,7 @@ in ``contracts/`` (``make contracts`` regenerates them).
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeVar
@@ -71,6 +72,34 @@ class UnknownEventType(ValueError):
     """The envelope names a type that no contract defines."""
 
 
+class NewerEventVersion(UnknownEventType):
+    """No contract defines the type, but it is newer than what we know: its producer was upgraded first.
+
+    That is ``<name>.v<N>`` where ``<name>`` has contracts only for versions below N, or where N is
+    above every version any contract has (a type introduced at a version we have not reached).
+    """
+
+
+_VERSIONED = re.compile(r"^(?P<name>.+)\.v(?P<version>\d+)$")
+
+
+def _name_and_version(event_type: str) -> tuple[str, int] | None:
+    match = _VERSIONED.match(event_type)
+    return (match["name"], int(match["version"])) if match else None
+
+
+def is_newer_version(event_type: str) -> bool:
+    """Whether an unregistered ``event_type`` is a later version than any contract we have for it."""
+    parsed = _name_and_version(event_type)
+    if parsed is None or event_type in EVENT_TYPES:
+        return False
+    name, version = parsed
+    known = [v for n, v in filter(None, map(_name_and_version, EVENT_TYPES)) if n == name]
+    if known:
+        return version > max(known)
+    return version > max((v for _, v in filter(None, map(_name_and_version, EVENT_TYPES))), default=0)
+
+
 def envelope(data: EventData, *, source: str, subject: str) -> CloudEvent:
     """Wrap event data in its CloudEvent."""
     return CloudEvent(
@@ -86,5 +115,7 @@ def parse_data(ce: CloudEvent) -> EventData:
     """Validate the envelope's ``data`` against the model registered for its ``type``."""
     model = EVENT_TYPES.get(ce.type)
     if model is None:
+        if is_newer_version(ce.type):
+            raise NewerEventVersion(f"{ce.type!r} is newer than every contract this service knows for it")
         raise UnknownEventType(f"no contract for event type {ce.type!r}")
     return model.model_validate(ce.data)
