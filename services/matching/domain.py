@@ -2,14 +2,18 @@
 
 The ranking itself lives in ``services.matching.matcher`` (the same code the benchmark measures);
 this module decides *when* to rank and what to publish. Handlers never commit: the shared consumer
-commits the inbox row, the read-model change and the emitted events in one transaction.
+commits the inbox row, the read-model change and the emitted events in one transaction, and only
+then does the in-memory index follow (:class:`MatchingEngine`).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlmodel import col, select
 
@@ -30,8 +34,26 @@ from shared.outbox import UnitOfWork, utcnow
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class CompanyChange:
+    """A company entering or changing (``profile``) or leaving (``profile`` None) the index."""
+
+    company_id: str
+    profile: CompanyProfile | None
+
+
+T = TypeVar("T")
+
+
 class MatchingEngine:
-    """The in-memory index of every company profile, rebuilt from the read model at start-up."""
+    """The in-memory index of every company profile: a cache of the committed CompanyView table.
+
+    It is rebuilt from the table at start-up and otherwise changes only through :meth:`stage`, i.e.
+    after the transaction that wrote the same change to the table has committed. A ranking inside
+    that transaction sees the change through :meth:`preview`, which applies it and takes it back
+    within one synchronous call, so no other coroutine ever meets an uncommitted index and a failed
+    or retried transaction leaves the index exactly as the database is.
+    """
 
     def __init__(self, *, top_n: int) -> None:
         self.matcher = Matcher()
@@ -42,16 +64,39 @@ class MatchingEngine:
         async with db.sessions() as session:
             rows = (await session.exec(select(CompanyView))).all()
         for row in rows:
-            self._index(CompanyProfile.model_validate(row.profile))
+            self._apply(CompanyChange(row.id, CompanyProfile.model_validate(row.profile)))
         return len(rows)
 
-    def _index(self, profile: CompanyProfile) -> None:
-        self.profiles[profile.id] = profile
-        self.matcher.upsert(profile)
+    def stage(self, uow: UnitOfWork, change: CompanyChange) -> None:
+        """Apply ``change`` to the index once ``uow`` commits (never if it does not)."""
+        uow.after_commit(lambda: self._apply(change))
 
-    def _drop(self, company_id: str) -> None:
-        self.profiles.pop(company_id, None)
-        self.matcher.remove(company_id)
+    def preview(self, change: CompanyChange, compute: Callable[[], T]) -> T:
+        """``compute()`` against the index with ``change`` applied; the index is unchanged afterwards.
+
+        ``compute`` is synchronous by contract: nothing else runs while the change is applied.
+        """
+        undo = self._apply(change)
+        try:
+            result = compute()
+        finally:
+            self._apply(undo)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: close it rather than leave it to warn
+            raise TypeError("preview(compute): compute must be synchronous, it returned an awaitable")
+        return result
+
+    def _apply(self, change: CompanyChange) -> CompanyChange:
+        """Change the index; return the change that undoes it."""
+        before = CompanyChange(change.company_id, self.profiles.get(change.company_id))
+        if change.profile is None:
+            self.profiles.pop(change.company_id, None)
+            self.matcher.remove(change.company_id)
+        else:
+            self.profiles[change.company_id] = change.profile
+            self.matcher.upsert(change.profile)
+        return before
 
     def rank(self, target: Target) -> list[Suggestion]:
         return self.matcher.rank(target, top_n=self.top_n)
@@ -89,6 +134,32 @@ def company_profile(data: CompanyProfileData) -> CompanyProfile:
     return CompanyProfile.model_validate(data.model_dump(mode="json"))
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """One target's ranked suggestions and consortium proposals, computed from the index."""
+
+    target: Target
+    suggestions: list[SuggestionItem]
+    proposals: list[ConsortiumProposal]
+    algorithm_version: str
+    computed_at: datetime
+
+
+def compute_ranking(engine: MatchingEngine, *, target: Target, ranked: list[Suggestion] | None = None) -> Ranking:
+    """Rank the target (unless ``ranked`` is given) and propose consortia: index reads only, no I/O."""
+    ranked = engine.rank(target) if ranked is None else ranked
+    return Ranking(
+        target=target,
+        suggestions=[SuggestionItem.model_validate(s.model_dump(mode="json")) for s in ranked],
+        proposals=[
+            ConsortiumProposal.model_validate(p.model_dump(mode="json"))
+            for p in propose_consortia(target, ranked, engine.profiles)
+        ],
+        algorithm_version=engine.matcher.ALGORITHM_VERSION,
+        computed_at=datetime.now(UTC),
+    )
+
+
 async def upsert_target(uow: UnitOfWork, engine: MatchingEngine, *, target: Target) -> None:
     """Store an open target and publish its ranking."""
     row = await uow.session.get(TargetView, (target.target_type, target.id))
@@ -98,7 +169,7 @@ async def upsert_target(uow: UnitOfWork, engine: MatchingEngine, *, target: Targ
     row.open = True
     row.updated_at = utcnow()
     uow.session.add(row)
-    await publish_ranking(uow, engine, target=target)
+    await publish_ranking(uow, compute_ranking(engine, target=target))
 
 
 async def close_target(uow: UnitOfWork, *, target_type: str, target_id: str) -> None:
@@ -109,37 +180,29 @@ async def close_target(uow: UnitOfWork, *, target_type: str, target_id: str) -> 
         uow.session.add(row)
 
 
-async def publish_ranking(
-    uow: UnitOfWork, engine: MatchingEngine, *, target: Target, ranked: list[Suggestion] | None = None
-) -> SuggestionSet:
-    """Rank the target, keep the result, and emit suggestions.computed and consortium.proposed."""
-    ranked = engine.rank(target) if ranked is None else ranked
-    now = datetime.now(UTC)
-    items = [SuggestionItem.model_validate(s.model_dump(mode="json")) for s in ranked]
-    proposals = [
-        ConsortiumProposal.model_validate(p.model_dump(mode="json"))
-        for p in propose_consortia(target, ranked, engine.profiles)
-    ]
+async def publish_ranking(uow: UnitOfWork, ranking: Ranking) -> SuggestionSet:
+    """Keep the ranking and emit suggestions.computed and consortium.proposed."""
+    target = ranking.target
     stored = await uow.session.get(SuggestionSet, (target.target_type, target.id))
     if stored is None:
         stored = SuggestionSet(
             target_type=target.target_type, target_id=target.id, algorithm_version="", suggestions=[]
         )
-    stored.algorithm_version = engine.matcher.ALGORITHM_VERSION
-    stored.suggestions = [i.model_dump(mode="json") for i in items]
-    stored.consortia = [p.model_dump(mode="json") for p in proposals]
-    stored.computed_at = now
+    stored.algorithm_version = ranking.algorithm_version
+    stored.suggestions = [i.model_dump(mode="json") for i in ranking.suggestions]
+    stored.consortia = [p.model_dump(mode="json") for p in ranking.proposals]
+    stored.computed_at = ranking.computed_at
     uow.session.add(stored)
     common: dict[str, Any] = {
         "target_type": target.target_type,
         "target_id": target.id,
         "target_title": target.title,
         "programme": target.programme,
-        "algorithm_version": engine.matcher.ALGORITHM_VERSION,
-        "computed_at": now,
+        "algorithm_version": ranking.algorithm_version,
+        "computed_at": ranking.computed_at,
     }
-    uow.emit(SuggestionsComputed(**common, domains=target.domains, suggestions=items), subject=target.id)
-    uow.emit(ConsortiumProposed(**common, proposals=proposals), subject=target.id)
+    uow.emit(SuggestionsComputed(**common, domains=target.domains, suggestions=ranking.suggestions), subject=target.id)
+    uow.emit(ConsortiumProposed(**common, proposals=ranking.proposals), subject=target.id)
     return stored
 
 
@@ -151,47 +214,75 @@ def _position(suggestions: list[dict[str, Any]], company_id: str) -> tuple[int, 
 
 
 async def company_changed(uow: UnitOfWork, engine: MatchingEngine, *, profile: CompanyProfile) -> int:
-    """Index a new or changed company; republish the targets where it enters, moves or leaves.
+    """Store a new or changed company; republish the targets where it enters, moves or leaves.
 
-    Returns how many targets were republished.
+    The index takes the company when the transaction commits. Returns how many targets were republished.
     """
     row = await uow.session.get(CompanyView, profile.id) or CompanyView(id=profile.id, profile={})
     row.profile = profile.model_dump(mode="json")
     row.updated_at = utcnow()
     uow.session.add(row)
-    engine._index(profile)
-    return await _rescore_open_targets(uow, engine, company_id=profile.id)
+    return await _company_change(uow, engine, CompanyChange(profile.id, profile))
 
 
 async def company_removed(uow: UnitOfWork, engine: MatchingEngine, *, company_id: str) -> int:
     row = await uow.session.get(CompanyView, company_id)
     if row is not None:
         await uow.session.delete(row)
-    engine._drop(company_id)
-    return await _rescore_open_targets(uow, engine, company_id=company_id)
+    return await _company_change(uow, engine, CompanyChange(company_id, None))
 
 
-async def _rescore_open_targets(uow: UnitOfWork, engine: MatchingEngine, *, company_id: str) -> int:
-    """Republish the open targets where this company enters, leaves or moves in the top N.
+@dataclass(frozen=True)
+class _Published:
+    target: Target
+    suggestions: list[dict[str, Any]] | None
+    """The stored ranking (None when the target has none yet)."""
+
+
+async def _company_change(uow: UnitOfWork, engine: MatchingEngine, change: CompanyChange) -> int:
+    """Republish the open targets the change moves (ranked on a preview), then stage it for the index."""
+    rows = (
+        await uow.session.exec(
+            select(TargetView, SuggestionSet)
+            .join(
+                SuggestionSet,
+                (col(SuggestionSet.target_type) == col(TargetView.target_type))
+                & (col(SuggestionSet.target_id) == col(TargetView.target_id)),
+                isouter=True,
+            )
+            .where(col(TargetView.open).is_(True))
+        )
+    ).all()
+    published = [
+        _Published(Target.model_validate(view.target), list(stored.suggestions) if stored else None)
+        for view, stored in rows
+    ]
+    rankings = engine.preview(change, lambda: _rescore(engine, published, company_id=change.company_id))
+    for ranking in rankings:
+        await publish_ranking(uow, ranking)
+    engine.stage(uow, change)
+    return len(rankings)
+
+
+def _rescore(engine: MatchingEngine, published: list[_Published], *, company_id: str) -> list[Ranking]:
+    """New rankings for the targets where this company enters, leaves or moves in the top N.
 
     ``would_change`` rescores only this company against each target (O(its profile)), so one
     company's update does not re-rank every open target; a full ranking runs only where it matters.
     """
-    targets = (await uow.session.exec(select(TargetView).where(col(TargetView.open).is_(True)))).all()
-    republished = 0
-    for row in targets:
-        target = Target.model_validate(row.target)
-        stored = await uow.session.get(SuggestionSet, (row.target_type, row.target_id))
-        current = [(s["company_id"], float(s["score"])) for s in stored.suggestions] if stored else []
-        if stored is not None and not engine.matcher.would_change(target, company_id, current, engine.top_n):
+    rankings: list[Ranking] = []
+    for item in published:
+        current = [(s["company_id"], float(s["score"])) for s in item.suggestions or []]
+        if item.suggestions is not None and not engine.matcher.would_change(
+            item.target, company_id, current, engine.top_n
+        ):
             continue
-        ranked = engine.rank(target)
+        ranked = engine.rank(item.target)
         new_pos = next(((s.rank, round(s.score, 4)) for s in ranked if s.company_id == company_id), None)
-        old_pos = _position(stored.suggestions, company_id) if stored else None
+        old_pos = _position(item.suggestions, company_id) if item.suggestions is not None else None
         if new_pos != old_pos:
-            await publish_ranking(uow, engine, target=target, ranked=ranked)
-            republished += 1
-    return republished
+            rankings.append(compute_ranking(engine, target=item.target, ranked=ranked))
+    return rankings
 
 
 async def get_suggestions(uow: UnitOfWork, *, target_type: str, target_id: str) -> SuggestionSet | None:
