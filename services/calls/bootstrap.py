@@ -34,6 +34,7 @@ def build(settings: CallsSettings | None = None) -> tuple[FastAPI, ServiceRuntim
         poll_on_start=settings.poll_on_start,
     )
     runtime.background(poller.run)
+    runtime.report("poller", poller.health)
     app = create_app(
         runtime,
         title="Bondgenoot calls",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime
+from typing import Any
 
 from services.calls import use_cases
 from services.calls.domain.portal import PortalConfig, PortalUnavailable, fetch_edf_topics
@@ -54,6 +55,19 @@ class CallPoller:
             self.last_counts = counts
             self.last_success_at = utcnow()
             return counts
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` says about polling: the last successful poll and what it could not read."""
+        counts = self.last_counts
+        return {
+            "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
+            "complete": counts.complete if counts else None,
+            "unparseable_rows": counts.unparseable_rows if counts else 0,
+            "restarts": counts.restarts if counts else 0,
+            "problems": len(counts.problems) if counts else 0,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
+        }
 
     def retry_delay(self) -> float:
         """Wait after a failed scheduled poll: retry_s doubling per failure, at most the interval."""

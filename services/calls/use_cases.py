@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 
@@ -33,9 +32,6 @@ REASON_DEADLINES = "all deadlines passed"
 WATCHER_LOCK_ID = 0x0B0D_CA11
 """PostgreSQL advisory lock serialising apply_poll across replicas of the watcher."""
 
-_ROW_PROBLEM = re.compile(r"^page \d+ row \d+: ")
-"""How the portal client reports one skipped row; every other problem means whole pages were missed."""
-
 Fetch = Callable[[PortalConfig], Awaitable[PollResult]]
 
 
@@ -57,7 +53,17 @@ class PollCounts(BaseModel):
             "is already closed; that one is stored without any event."
         ),
     )
-    complete: bool = Field(True, description="False when pages or rows were skipped: then nothing vanishes")
+    complete: bool = Field(
+        True,
+        description=(
+            "True when every page was read and every listed topic was parsed from at least one of its rows. "
+            "Topics missing from a poll close only when every page was read and every row named its topic."
+        ),
+    )
+    unparseable_rows: int = Field(
+        0, description="Rows that name a topic but could not be parsed (each is described in problems)"
+    )
+    restarts: int = Field(0, description="How often the poll started again from page 1 because results shifted")
     problems: list[str] = Field(
         default_factory=list, description="Skipped pages and rows, and changes held back because of them"
     )
@@ -84,15 +90,6 @@ async def _stored_calls(uow: UnitOfWork, ids: list[str]) -> dict[str, Call]:
     return {row.id: row for row in (await uow.session.exec(query)).all()}
 
 
-def pages_missed(result: PollResult) -> bool:
-    """Whether whole pages were missed (not just single bad rows).
-
-    Rows of one topic are merged, so a topic with a row on a missed page is only partly known: its
-    merged version may lack fields it really has. Such a poll must not overwrite stored calls.
-    """
-    return not result.complete and any(not _ROW_PROBLEM.match(p) for p in result.problems)
-
-
 def _close(uow: UnitOfWork, row: Call, *, reason: str, now: datetime) -> None:
     """Close a stored call that the poll did not return (vanished, or its deadlines passed)."""
     closed = row.normalised().model_copy(update={"status": "closed"})
@@ -107,18 +104,25 @@ async def apply_poll(uow: UnitOfWork, *, result: PollResult, today: date) -> Pol
     """Diff every polled topic against its stored version, store the new version and emit the change.
 
     * new topic: call.published (a topic already closed when first seen is stored silently);
-    * changed topic: call.updated naming the changed fields (held back when whole pages were missed,
-      since the topic may be known only partly: see :func:`pages_missed`);
+    * changed topic: call.updated naming the changed fields (held back unless the listing is complete:
+      a topic with a row on a missed page is known only partly, its merged version may lack fields);
     * closed on the portal, or every deadline passed: call.closed;
-    * stored open topic missing from a *complete* poll, or whose deadlines all passed: call.closed.
+    * stored open topic that the portal no longer lists (every page read, every row naming its topic),
+      or whose deadlines all passed: call.closed. A topic that is listed but none of whose rows could
+      be parsed stays as stored: it did not vanish, and what it says now is unknown.
 
     Applying the same result twice emits nothing the second time.
     """
     await _serialise_watchers(uow)
     topics = {topic.id: topic for topic in result.topics}
     stored = await _stored_calls(uow, sorted(topics))
-    counts = PollCounts(complete=result.complete, problems=list(result.problems))
-    partial = pages_missed(result)
+    counts = PollCounts(
+        complete=result.complete,
+        unparseable_rows=result.unparseable_rows,
+        restarts=result.restarts,
+        problems=list(result.problems),
+    )
+    partial = not result.listing_complete
     now = utcnow()
 
     for call_id in sorted(topics):
@@ -164,7 +168,7 @@ async def apply_poll(uow: UnitOfWork, *, result: PollResult, today: date) -> Pol
         uow.session.add(row)
 
     still_open = {call_id: row for call_id, row in stored.items() if call_id not in topics and row.status != "closed"}
-    vanished = vanished_ids(still_open, topics, result.complete)
+    vanished = vanished_ids(still_open, result.listed, result.listing_complete)
     for call_id in sorted(still_open):
         row = still_open[call_id]
         if is_past_deadline(row.normalised(), today):
@@ -195,12 +199,14 @@ async def poll_once(
         counts = await apply_poll(uow, result=result, today=today or utc_today())
         await uow.commit()
     log.info(
-        "poll: %d new, %d updated, %d unchanged, %d closed, complete=%s, %d problems",
+        "poll: %d new, %d updated, %d unchanged, %d closed, complete=%s, %d unparseable rows, %d restarts, %d problems",
         counts.new,
         counts.updated,
         counts.unchanged,
         counts.closed,
         counts.complete,
+        counts.unparseable_rows,
+        counts.restarts,
         len(counts.problems),
     )
     return counts

@@ -98,7 +98,7 @@ async def _poll(client: httpx.AsyncClient) -> dict[str, Any]:
     response = await client.post("/calls/poll")
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
-    assert set(body) == {"new", "updated", "unchanged", "closed", "complete", "problems"}
+    assert set(body) == set(use_cases.PollCounts.model_fields)
     return body
 
 
@@ -159,6 +159,8 @@ async def test_first_poll_publishes_every_topic_and_the_same_data_again_publishe
             "unchanged": 0,
             "closed": 0,
             "complete": True,
+            "unparseable_rows": 0,
+            "restarts": 0,
             "problems": [],
         }
         records = await _records(kafka_settings, expect=N)
@@ -188,6 +190,8 @@ async def test_first_poll_publishes_every_topic_and_the_same_data_again_publishe
             "unchanged": N,
             "closed": 0,
             "complete": True,
+            "unparseable_rows": 0,
+            "restarts": 0,
             "problems": [],
         }
         assert await _outbox_rows(runtime) == N
@@ -215,6 +219,8 @@ async def test_changed_deadline_is_published_as_call_updated(
             "unchanged": N - 1,
             "closed": 0,
             "complete": True,
+            "unparseable_rows": 0,
+            "restarts": 0,
             "problems": [],
         }
         records = await _records(kafka_settings, expect=N + 1)
@@ -281,6 +287,8 @@ async def test_malformed_page_closes_nothing_and_a_complete_poll_closes_what_van
             "unchanged": N - 1,
             "closed": 1,
             "complete": True,
+            "unparseable_rows": 0,
+            "restarts": 0,
             "problems": [],
         }
         closed = (await client.get(f"/calls/{gone}")).json()

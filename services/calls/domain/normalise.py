@@ -59,7 +59,15 @@ _CODE = re.compile(r"^[A-Z][A-Z0-9]*$")
 
 
 class RowError(ValueError):
-    """A portal row that cannot be turned into a call (missing identifier, bad date, broken JSON...)."""
+    """A portal row that cannot be turned into a call (missing identifier, bad date, broken JSON...).
+
+    ``identifier`` is the topic the row names, when it names one: such a row still shows that its
+    topic is listed, even though its data cannot be used.
+    """
+
+    def __init__(self, message: str, *, identifier: str | None = None) -> None:
+        super().__init__(message)
+        self.identifier = identifier
 
 
 class NormalisedCall(BaseModel):
@@ -308,13 +316,18 @@ def normalise_row(row: Mapping[str, Any], taxonomy: Taxonomy | None = None) -> N
     meta = row.get("metadata")
     if not isinstance(meta, Mapping):
         raise RowError("row has no metadata object")
-    identifier = _first(meta, "identifier")
+    try:
+        identifier = _first(meta, "identifier")
+    except RowError as exc:
+        raise RowError(f"row {row.get('reference', '?')}: {exc}") from exc
     if not identifier:
         raise RowError(f"row {row.get('reference', '?')} has no identifier")
     try:
         return _normalise(row, meta, identifier, taxonomy or load_taxonomy())
     except RowError as exc:
-        raise RowError(f"{identifier}: {exc}") from exc
+        raise RowError(f"{identifier}: {exc}", identifier=identifier) from exc
+    except Exception as exc:  # whatever else a strange row provokes, it costs that row, not the poll
+        raise RowError(f"{identifier}: {type(exc).__name__}: {exc}", identifier=identifier) from exc
 
 
 def _normalise(row: Mapping[str, Any], meta: Mapping[str, Any], identifier: str, tax: Taxonomy) -> NormalisedCall:

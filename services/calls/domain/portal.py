@@ -46,10 +46,14 @@ class PortalConfig:
 
     endpoint: str = DEFAULT_ENDPOINT
     api_key: str = "SEDIA"
-    statuses: tuple[CallStatus, ...] = ("forthcoming", "open")
+    # Closed topics too: a closure is then the portal's own word ("closed on the portal"); a topic that
+    # disappears from a complete poll altogether (withdrawn) closes as no longer listed.
+    statuses: tuple[CallStatus, ...] = ("forthcoming", "open", "closed")
     framework_programme: str = EDF_FRAMEWORK_PROGRAMME
     page_size: int = 100
     max_pages: int = 100
+    max_restarts: int = 3
+    """How often a poll starts again from page 1 when totalResults changes between pages."""
     timeout_s: float = 30.0
     max_attempts: int = 5
     backoff_base_s: float = 1.0
@@ -63,14 +67,32 @@ class PortalConfig:
 
 @dataclass
 class PollResult:
-    """Topics read in one poll. complete=False means some rows or pages were missed: close nothing."""
+    """Topics read in one poll, and how much of the portal's listing they cover.
+
+    ``listing_complete``: every page was read, the rows add up to the announced total, and every row
+    named its topic — so a stored topic missing from ``listed`` is really no longer listed.
+    ``complete``: that, and every listed topic was parsed from at least one of its rows. Rows that
+    could not be parsed are counted in ``unparseable_rows`` and described in ``problems``.
+    """
 
     topics: list[NormalisedCall]
-    complete: bool
+    listed: set[str]
+    listing_complete: bool
     problems: list[str] = field(default_factory=list)
+    unparseable_rows: int = 0
     total_results: int | None = None
     pages_read: int = 0
     rows_read: int = 0
+    restarts: int = 0
+
+    @property
+    def unparsed_ids(self) -> set[str]:
+        """Listed topics none of whose rows could be parsed: known to exist, but not what they say."""
+        return self.listed - {t.id for t in self.topics}
+
+    @property
+    def complete(self) -> bool:
+        return self.listing_complete and not self.unparsed_ids
 
 
 def build_query(config: PortalConfig) -> dict[str, Any]:
@@ -143,10 +165,14 @@ async def _post_page(client: httpx.AsyncClient, config: PortalConfig, page: int,
 @dataclass
 class _Page:
     rows: list[NormalisedCall]
+    listed: set[str]
     raw_count: int
     total: int | None
     page_size: int | None
-    problems: list[str]
+    row_problems: list[str]
+    """Rows that name their topic but cannot be parsed."""
+    unnamed_rows: list[str]
+    """Rows that do not even name their topic."""
 
 
 def _positive_int(value: Any) -> int | None:
@@ -164,20 +190,22 @@ def parse_page(body: bytes | str, page: int, taxonomy: Taxonomy) -> _Page:
     results = data.get("results")
     if not isinstance(results, list):
         raise ValueError("missing 'results' array")
-    rows: list[NormalisedCall] = []
-    problems: list[str] = []
+    parsed = _Page([], set(), len(results), _positive_int(data.get("totalResults")), None, [], [])
+    parsed.page_size = _positive_int(data.get("pageSize")) or None
     for index, raw in enumerate(results):
         try:
-            rows.append(normalise_row(raw, taxonomy))
+            call = normalise_row(raw, taxonomy)
         except RowError as exc:
-            problems.append(f"page {page} row {index}: skipped: {exc}")
-    return _Page(
-        rows=rows,
-        raw_count=len(results),
-        total=_positive_int(data.get("totalResults")),
-        page_size=_positive_int(data.get("pageSize")) or None,
-        problems=problems,
-    )
+            problem = f"page {page} row {index}: skipped: {exc}"
+            if exc.identifier is None:
+                parsed.unnamed_rows.append(problem)
+            else:
+                parsed.listed.add(exc.identifier)
+                parsed.row_problems.append(problem)
+            continue
+        parsed.rows.append(call)
+        parsed.listed.add(call.id)
+    return parsed
 
 
 async def fetch_edf_topics(
@@ -187,10 +215,11 @@ async def fetch_edf_topics(
     taxonomy: Taxonomy | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> PollResult:
-    """Read every page of EDF topics (forthcoming and open by default) and merge rows per topic.
+    """Read every page of EDF topics and merge rows per topic.
 
-    Transient failures are retried and end in PortalUnavailable; malformed pages and rows are skipped
-    and reported in PollResult.problems with complete=False.
+    Transient failures are retried and end in PortalUnavailable. When ``totalResults`` changes
+    between pages (the portal's index moved while we paged), the poll starts again from page 1, at
+    most ``config.max_restarts`` times. Malformed pages and rows are skipped and reported.
     """
     config = config or PortalConfig()
     tax = taxonomy or load_taxonomy()
@@ -200,62 +229,95 @@ async def fetch_edf_topics(
     return await _fetch(client, config, tax, sleep)
 
 
-async def _fetch(client: httpx.AsyncClient, config: PortalConfig, tax: Taxonomy, sleep: Sleep) -> PollResult:
-    rows: list[NormalisedCall] = []
-    problems: list[str] = []
+@dataclass
+class _Pass:
+    """One walk through the pages, from page 1."""
+
+    rows: list[NormalisedCall] = field(default_factory=list)
+    listed: set[str] = field(default_factory=set)
+    listing_problems: list[str] = field(default_factory=list)
+    row_problems: list[str] = field(default_factory=list)
     total: int | None = None
+    pages_read: int = 0
+    rows_read: int = 0
+    shifted: str | None = None
+    """Set when the pass stopped because totalResults changed: it must start again."""
+
+
+async def _fetch(client: httpx.AsyncClient, config: PortalConfig, tax: Taxonomy, sleep: Sleep) -> PollResult:
+    restarts = pages_read = 0
+    while True:
+        walk = await _walk(client, config, tax, sleep, restarts=restarts)
+        pages_read += walk.pages_read
+        if walk.shifted is None:
+            break
+        restarts += 1
+        log.info("portal %s; reading again from page 1 (restart %d of %d)", walk.shifted, restarts, config.max_restarts)
+    for problem in walk.listing_problems + walk.row_problems:
+        log.warning("portal %s", problem)
+    return PollResult(
+        topics=merge_rows(walk.rows, tax),
+        listed=walk.listed,
+        listing_complete=not walk.listing_problems,
+        problems=walk.listing_problems + walk.row_problems,
+        unparseable_rows=len(walk.row_problems),
+        total_results=walk.total,
+        pages_read=pages_read,
+        rows_read=walk.rows_read,
+        restarts=restarts,
+    )
+
+
+async def _walk(
+    client: httpx.AsyncClient, config: PortalConfig, tax: Taxonomy, sleep: Sleep, *, restarts: int
+) -> _Pass:
+    """Read the pages once; stop early (``shifted``) when the total changes and a restart is left."""
+    walk = _Pass()
     page_size = config.page_size
     pages_skipped = 0
     bad_in_a_row = 0
-    rows_read = 0
-    pages_read = 0
     page = 1
     while True:
         if page > config.max_pages:
-            problems.append(f"stopped after {config.max_pages} pages (totalResults={total})")
+            walk.listing_problems.append(f"stopped after {config.max_pages} pages (totalResults={walk.total})")
             break
         response = await _post_page(client, config, page, sleep)
-        pages_read += 1
+        walk.pages_read += 1
         try:
             parsed = parse_page(response.content, page, tax)
         except ValueError as exc:
-            problem = f"page {page}: skipped: {exc}"
-            log.warning("portal %s", problem)
-            problems.append(problem)
+            walk.listing_problems.append(f"page {page}: skipped: {exc}")
             pages_skipped += 1
             bad_in_a_row += 1
             # Go on while the last known total says there is more; without any total, give up after a
             # few broken pages in a row rather than walking max_pages of an error page.
-            if total is not None and page * page_size >= total:
+            if walk.total is not None and page * page_size >= walk.total:
                 break
-            if total is None and bad_in_a_row >= MAX_BAD_PAGES_IN_A_ROW:
-                problems.append(f"gave up after {bad_in_a_row} malformed pages in a row")
+            if walk.total is None and bad_in_a_row >= MAX_BAD_PAGES_IN_A_ROW:
+                walk.listing_problems.append(f"gave up after {bad_in_a_row} malformed pages in a row")
                 break
             page += 1
             continue
         bad_in_a_row = 0
-        for problem in parsed.problems:
-            log.warning("portal %s", problem)
-        problems.extend(parsed.problems)
-        rows.extend(parsed.rows)
-        rows_read += parsed.raw_count
-        if parsed.total is not None:
-            if total is not None and parsed.total != total:
-                # Rows shifted between pages while we read them: some may have been missed.
-                problems.append(f"page {page}: totalResults changed from {total} to {parsed.total}")
-            total = parsed.total
+        if parsed.total is not None and walk.total is not None and parsed.total != walk.total:
+            # Rows shifted between pages while we read them: some may have been missed or read twice.
+            change = f"page {page}: totalResults changed from {walk.total} to {parsed.total}"
+            if restarts < config.max_restarts:
+                walk.shifted = change
+                return walk
+            walk.listing_problems.append(f"{change}, still after {restarts} restarts from page 1")
+        walk.total = parsed.total if parsed.total is not None else walk.total
+        walk.rows.extend(parsed.rows)
+        walk.listed |= parsed.listed
+        walk.row_problems.extend(parsed.row_problems)
+        # A row that names no topic could be the only row of a listed one: the listing is not known whole.
+        walk.listing_problems.extend(parsed.unnamed_rows)
+        walk.rows_read += parsed.raw_count
         # The API may cap pageSize below what we asked; page numbers follow its size, not ours.
         page_size = parsed.page_size or page_size
-        if parsed.raw_count == 0 or (total is not None and page * page_size >= total):
+        if parsed.raw_count == 0 or (walk.total is not None and page * page_size >= walk.total):
             break
         page += 1
-    if total is not None and not pages_skipped and rows_read < total:
-        problems.append(f"read {rows_read} rows of {total} announced")
-    return PollResult(
-        topics=merge_rows(rows, tax),
-        complete=not problems,
-        problems=problems,
-        total_results=total,
-        pages_read=pages_read,
-        rows_read=rows_read,
-    )
+    if walk.total is not None and not pages_skipped and walk.rows_read < walk.total:
+        walk.listing_problems.append(f"read {walk.rows_read} rows of {walk.total} announced")
+    return walk

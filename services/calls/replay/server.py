@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ class ReplayState(BaseReplayState[RecordedRequest]):
         super().__init__()
         self._rows: list[dict[str, Any]] = [copy.deepcopy(dict(r)) for r in rows]
         self._malformed: dict[int, MalformedMode] = {}
+        self._changes: dict[int, deque[list[dict[str, Any]]]] = {}
 
     def set_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Replace the data set."""
@@ -93,11 +95,28 @@ class ReplayState(BaseReplayState[RecordedRequest]):
         with self._lock:
             self._malformed[page] = mode
 
+    def change_rows_after_page(self, page: int, row_sets: Sequence[Sequence[Mapping[str, Any]]]) -> None:
+        """Each time page ``page`` has been served, replace the data with the next of ``row_sets``.
+
+        The portal's index changing under a client that is paging through it: the next page then
+        announces another ``totalResults``.
+        """
+        with self._lock:
+            self._changes[page] = deque([copy.deepcopy(dict(r)) for r in rows] for rows in row_sets)
+
+    def page_served(self, page: int) -> None:
+        """Apply the next data change queued for this page, if any."""
+        with self._lock:
+            queued = self._changes.get(page)
+            if queued:
+                self._rows = queued.popleft()
+
     def clear_faults(self) -> None:
-        """Drop queued faults and malformed pages."""
+        """Drop queued faults, malformed pages and queued data changes."""
         with self._lock:
             self._faults.clear()
             self._malformed.clear()
+            self._changes.clear()
 
     def _snapshot(self) -> tuple[list[dict[str, Any]], dict[int, MalformedMode]]:
         with self._lock:
@@ -127,8 +146,17 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, Part]:
     return parts
 
 
+def _identifier(row: Mapping[str, Any]) -> str | None:
+    values = row.get("metadata", {}).get("identifier") or [None]
+    return str(values[0]) if values[0] is not None else None
+
+
 def _filter(rows: list[dict[str, Any]], query: Any) -> list[dict[str, Any]]:
-    """Apply a bool/must/terms query; any other shape is rejected like the real API does."""
+    """Apply a bool/must/terms query; any other shape is rejected like the real API does.
+
+    A row that lacks a filtered field altogether (the thin duplicate rows the portal returns beside
+    a topic's full row) comes with the other rows of its topic when one of those matches.
+    """
     must = query.get("bool", {}).get("must") if isinstance(query, dict) else None
     if not isinstance(must, list):
         raise ValueError("only bool/must queries are supported")
@@ -140,7 +168,11 @@ def _filter(rows: list[dict[str, Any]], query: Any) -> list[dict[str, Any]]:
         if not isinstance(wanted, list):
             raise ValueError(f"terms.{name} must be a list")
         allowed = {str(w) for w in wanted}
-        rows = [r for r in rows if allowed & {str(v) for v in r.get("metadata", {}).get(name, [])}]
+        matching = [r for r in rows if allowed & {str(v) for v in r.get("metadata", {}).get(name, [])}]
+        matched, topics = {id(r) for r in matching}, {_identifier(r) for r in matching}
+        rows = [
+            r for r in rows if id(r) in matched or (not r.get("metadata", {}).get(name) and _identifier(r) in topics)
+        ]
     return rows
 
 
@@ -193,6 +225,7 @@ def handle_search(
     except ValueError as exc:
         return _error(500, str(exc)), parts
     page_rows = rows[(page_number - 1) * page_size : page_number * page_size]
+    state.page_served(page_number)
     mode = malformed.get(page_number)
     if mode == "not-json":
         return Reply(200, b"<html><body><h1>Service temporarily unavailable</h1></body></html>", "text/html"), parts

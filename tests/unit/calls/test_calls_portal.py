@@ -44,7 +44,7 @@ async def test_request_shape(replay: ReplayServer, config: PortalConfig, sleeps:
         "bool": {
             "must": [
                 {"terms": {"type": ["1"]}},
-                {"terms": {"status": ["31094501", "31094502"]}},
+                {"terms": {"status": ["31094501", "31094502", "31094503"]}},
                 {"terms": {"frameworkProgramme": ["44181033"]}},
             ]
         }
@@ -223,3 +223,65 @@ def test_backoff_grows_and_is_capped() -> None:
         assert low <= backoff_delay(attempt, config) <= high
     assert backoff_delay(1, config, retry_after=12) == 12
     assert backoff_delay(1, config, retry_after=3600) == 30.0
+
+
+async def test_a_thin_row_without_status_is_reported_and_its_topic_still_counts_as_parsed(
+    replay: ReplayServer, config: PortalConfig, make_row: RowFactory
+) -> None:
+    full = make_row("EDF-2026-RA-CYBER-FULL", ccm2="1")
+    thin = make_row("EDF-2026-RA-CYBER-FULL", ccm2="1")
+    del thin["metadata"]["status"], thin["metadata"]["title"]
+    replay.state.set_rows([full, thin, make_row("EDF-2026-RA-SENS-OTHER", ccm2="2")])
+    result = await fetch_edf_topics(replace(config, page_size=2))
+    assert result.complete and result.listing_complete
+    assert result.unparseable_rows == 1
+    assert [t.id for t in result.topics] == ["EDF-2026-RA-CYBER-FULL", "EDF-2026-RA-SENS-OTHER"]
+    [problem] = result.problems
+    assert "EDF-2026-RA-CYBER-FULL" in problem and "status" in problem
+
+
+async def test_a_topic_listed_only_by_unparseable_rows_leaves_the_listing_complete_but_the_poll_not(
+    replay: ReplayServer, config: PortalConfig, make_row: RowFactory
+) -> None:
+    broken = make_row("EDF-2026-RA-CYBER-BROKEN", ccm2="1", deadlines=("someday",))
+    replay.state.set_rows([broken, make_row("EDF-2026-RA-SENS-OTHER", ccm2="2")])
+    result = await fetch_edf_topics(config)
+    assert result.listing_complete and not result.complete
+    assert result.listed == {"EDF-2026-RA-CYBER-BROKEN", "EDF-2026-RA-SENS-OTHER"}
+    assert result.unparsed_ids == {"EDF-2026-RA-CYBER-BROKEN"}
+    assert result.unparseable_rows == 1
+
+
+async def test_a_row_that_names_no_topic_leaves_the_listing_incomplete(
+    replay: ReplayServer, config: PortalConfig
+) -> None:
+    replay.state.malform_page(1, "bad-row")
+    result = await fetch_edf_topics(config)
+    # That row could be the only row of some topic: nothing may be taken as vanished.
+    assert not result.listing_complete
+    assert result.unparseable_rows == 0
+
+
+async def test_a_total_that_changes_between_pages_restarts_from_page_one(
+    replay: ReplayServer, config: PortalConfig, make_row: RowFactory
+) -> None:
+    four = [make_row(f"EDF-2026-RA-CYBER-T{i}", ccm2=str(i)) for i in range(4)]
+    replay.state.set_rows(four)
+    replay.state.change_rows_after_page(1, [four[1:]])  # T0 leaves the portal while page 1 is read
+    result = await fetch_edf_topics(replace(config, page_size=2))
+    assert result.complete and result.restarts == 1
+    assert [t.id for t in result.topics] == [f"EDF-2026-RA-CYBER-T{i}" for i in range(1, 4)]
+    assert [r.params["pageNumber"] for r in replay.state.requests] == ["1", "2", "1", "2"]
+
+
+async def test_a_total_that_keeps_changing_ends_an_incomplete_poll_after_bounded_restarts(
+    replay: ReplayServer, config: PortalConfig, make_row: RowFactory
+) -> None:
+    four = [make_row(f"EDF-2026-RA-CYBER-T{i}", ccm2=str(i)) for i in range(4)]
+    replay.state.set_rows(four)
+    replay.state.change_rows_after_page(1, [four[:3], four] * 5)  # shifts on every pass
+    result = await fetch_edf_topics(replace(config, page_size=2, max_restarts=2))
+    assert result.restarts == 2
+    assert not result.listing_complete and not result.complete
+    assert any("totalResults changed" in p and "after 2 restarts" in p for p in result.problems)
+    assert len(replay.state.requests) == 6  # three passes of two pages, then it stops
