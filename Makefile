@@ -4,7 +4,7 @@ PYTHON ?= .venv/bin/python
 DATA ?= ../shared/data/edf/edf_calls.json
 EVAL ?= EDF-2023
 
-.PHONY: run test lint contracts kafka-up kafka-down kafka-cluster-up bench bench-matching bench-matching-limits bench-scale venv
+.PHONY: run test lint contracts node-deps kafka-up kafka-down kafka-cluster-up bench bench-matching bench-matching-limits bench-scale venv
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -17,8 +17,15 @@ venv: .venv/.installed
 run: venv
 	$(PYTHON) deploy/local/run.py
 
+## The official AsyncAPI parser for the contract tests (Node.js + npm), pinned by tests/contracts/package-lock.json.
+## --ignore-scripts: the parser runs no install script; the one in its tree (@scarf/scarf) only sends install analytics.
+node-deps: tests/contracts/node_modules/.installed
+tests/contracts/node_modules/.installed: tests/contracts/package-lock.json tests/contracts/package.json
+	npm ci --ignore-scripts --no-audit --no-fund --prefix tests/contracts
+	touch $@
+
 ## Every test: unit, integration and end-to-end, against a real Kafka broker and PostgreSQL.
-test: venv
+test: venv node-deps
 	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15
 
 lint: venv

@@ -289,7 +289,7 @@ ACCESS_TABLE: tuple[Endpoint, ...] = (
 """Every route that is not open. Open (no token ever needed): ``OPEN_PATHS`` and ``OPEN_PREFIXES``."""
 
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-OPEN_PREFIXES = ("/asyncapi", "/unsubscribe/")
+OPEN_PREFIXES = ("/asyncapi", "/contracts/", "/unsubscribe/")
 
 
 def is_open_path(path: str) -> bool:

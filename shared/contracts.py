@@ -3,6 +3,11 @@
 The models in ``shared.events`` are the source of truth. This writes one JSON Schema per event type
 (the whole CloudEvent, with ``data`` pinned to that type's schema) and one AsyncAPI 3 document naming
 every topic, message, key and the envelope. ``--check`` exits 1 when the checked-in files are stale.
+
+Each schema's ``$id`` (= the events' ``dataschema``) is a stable *name* under ``shared.events.base.SCHEMA_BASE``, never
+fetched. The AsyncAPI document points at the schema files by relative reference (``./schemas/<type>.json``),
+so it resolves wherever contracts/ is read; a running service serves the same document with those
+references made absolute to itself (``shared.contract_routes``).
 """
 
 from __future__ import annotations
@@ -14,11 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from shared.events import EVENT_TYPES, TOPICS, CloudEvent, EventData
-from shared.events.base import SCHEMA_BASE
 from shared.kafka import DLQ_SUFFIX
 from shared.settings import REPO_ROOT
 
 CONTRACTS = REPO_ROOT / "contracts"
+SCHEMA_REF_BASE = "./schemas"
+"""Where the AsyncAPI document finds the schema files, relative to itself."""
+
+# 3.0.0, not 3.1.0: 3.1 adds only ROS 2 bindings, free-form example headers and the 3.1 schemaFormat
+# names, none of which this document uses, so it conforms to 3.0.0 and every 3.x tool reads it. The
+# official parser notes "asyncapi-latest-version" (information, not a warning) for that choice.
+ASYNCAPI_VERSION = "3.0.0"
 
 TOPIC_DESCRIPTIONS = {
     "companies.v1": "Public company profiles (no contact details). Key: company id.",
@@ -84,7 +95,7 @@ def asyncapi_document() -> dict[str, Any]:
                 "name": t,
                 "title": t,
                 "contentType": "application/cloudevents+json",
-                "payload": {"$ref": f"{SCHEMA_BASE}/{t}.json", "x-file": f"schemas/{t}.json"},
+                "payload": {"$ref": f"{SCHEMA_REF_BASE}/{t}.json"},
                 "headers": {
                     "type": "object",
                     "properties": {
@@ -100,7 +111,7 @@ def asyncapi_document() -> dict[str, Any]:
                 },
             }
     return {
-        "asyncapi": "3.0.0",
+        "asyncapi": ASYNCAPI_VERSION,
         "info": {
             "title": "Bondgenoot event streams",
             "version": "1.0.0",

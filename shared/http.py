@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -18,12 +16,10 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel
 
 from shared.auth import AuthGuard, close_when_stopped
+from shared.published_contracts import contracts_router, publish_openapi_31
 from shared.runtime import ServiceRuntime
-from shared.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
-
-ASYNCAPI_PATH = REPO_ROOT / "contracts" / "asyncapi.json"
 
 T = TypeVar("T")
 
@@ -82,17 +78,11 @@ def create_app(
         ok, checks = await runtime.health()
         return JSONResponse(checks, status_code=200 if ok else 503)
 
-    @app.get("/asyncapi", tags=["contracts"], summary="The AsyncAPI 3 document of the event streams")
-    @app.get("/asyncapi.json", tags=["contracts"], include_in_schema=False)
-    async def asyncapi() -> JSONResponse:
-        return JSONResponse(load_asyncapi())
+    app.include_router(contracts_router())
+    publish_openapi_31(app)
 
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz")
     return app
-
-
-def load_asyncapi(path: Path = ASYNCAPI_PATH) -> dict[str, Any]:
-    return dict(json.loads(path.read_text()))
 
 
 def serve(app: FastAPI, runtime: ServiceRuntime) -> None:
