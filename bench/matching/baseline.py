@@ -12,8 +12,7 @@ from rank_bm25 import BM25Okapi
 
 from services.matching.matcher import CompanyProfile, Target
 from services.matching.matcher.features import profile_text
-from services.matching.matcher.matcher import target_text
-from services.matching.matcher.text import tokenize
+from services.matching.matcher.text import target_text, tokenize
 
 
 class TokenCache:

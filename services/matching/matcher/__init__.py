@@ -14,7 +14,7 @@ from services.matching.matcher.models import (
     Suggestion,
     Target,
 )
-from services.matching.matcher.rescore import RescoreCheck
+from services.matching.matcher.scoring import RescoreCheck
 
 __all__ = [
     "DEFAULT_WEIGHTS",

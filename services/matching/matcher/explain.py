@@ -8,9 +8,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from services.matching.matcher.models import CapabilityMatch
-from services.matching.matcher.text import BOILERPLATE_STEMS, _fold, stem, tokenize
+import numpy as np
+import numpy.typing as npt
+
+from services.matching.matcher.models import CapabilityMatch, Reasons, Suggestion, Target
+from services.matching.matcher.text import BOILERPLATE_STEMS, _fold, stem, target_text, tokenize
+
+if TYPE_CHECKING:
+    from services.matching.matcher.matcher import Matcher
+
+FloatArray = npt.NDArray[np.float64]
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -74,3 +83,57 @@ def summary_line(name: str, domains: Sequence[str], terms: Sequence[str], signal
     if signals.get("network", 0.0) > 0.3:
         parts.append("has worked with other top candidates")
     return f"{name}: " + ("; ".join(parts) if parts else "general profile match") + "."
+
+
+class Explainer:
+    """Per-target facts computed once, then reasons for each returned company."""
+
+    def __init__(
+        self, matcher: Matcher, target: Target, query: Mapping[str, float], signals: Mapping[str, FloatArray]
+    ) -> None:
+        self.m = matcher
+        self.target = target
+        self.query = query
+        self.signals = signals
+        text = target_text(target)
+        self.domains = set(matcher.target_domains(target, text))
+        self.surface = surface_forms(text + " " + " ".join(target.sought_capabilities))
+        needs = target.sought_capabilities or [target.title]
+        self.needs = [(n, tokenize(n)) for n in needs]
+        self._idf: dict[str, float] = {}
+
+    def idf(self, term: str) -> float:
+        found = self._idf.get(term)
+        if found is None:
+            found = self._idf[term] = self.m.idf(term)
+        return found
+
+    def suggestion(self, row: int, rank: int, score: float) -> Suggestion:
+        m, store = self.m, self.m.store
+        domains = sorted(self.domains & m.domain_sets[row])
+        contributions = m.terms.row_contributions(row, self.query)
+        terms = top_terms(contributions, self.surface)
+        matches = capability_matches(self.needs, m.statements[row], self.idf)
+        values = {name: round(float(v[row]), 4) for name, v in self.signals.items()}
+        name = store.names[row]
+        rule = m.rules.get(self.target.programme, m.rules["OTHER"])
+        why = (
+            f"{self.target.programme}: open to organisations from any country"
+            if rule.countries is None
+            else f"{self.target.programme}: established in {store.countries[row]}, which is {rule.label}"
+        )
+        return Suggestion(
+            company_id=store.ids[row],
+            company_name=name,
+            country=store.countries[row],
+            rank=rank,
+            score=round(min(1.0, max(0.0, score)), 6),
+            reasons=Reasons(
+                matched_domains=domains,
+                capability_matches=matches,
+                top_terms=terms,
+                signals=values,
+                eligibility=why,
+                summary=summary_line(name, domains, terms, values),
+            ),
+        )

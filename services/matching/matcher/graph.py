@@ -10,6 +10,7 @@ second ranking stage asks about.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -67,6 +68,33 @@ class PartnerGraph:
                 if other < n_rows:
                     out[other] += weight * np.log1p(count)
         return out
+
+    def spread_to(
+        self,
+        row: int,
+        seeds: Mapping[int, float],
+        seed_keys: Mapping[int, Sequence[str]],
+        seed_listed: Mapping[int, Mapping[str, float]],
+    ) -> float:
+        """``spread(seeds, weights)[row]`` for one row, in O(its keys x seeds).
+
+        ``seed_keys`` / ``seed_listed`` are the seeds' own keys and partner counts as the graph holds
+        them (taken once per target, so a check does not rebuild them). Joint projects are counted
+        from both sides, as ``neighbours`` does: the seed's keys the row lists, and the keys the
+        seed lists that the row owns.
+        """
+        listed = self.listed.row_counts(row)
+        owned = [k for k in self.row_keys.get(row, []) if self.key_owner.get(k) == row]
+        total = 0.0
+        for seed, weight in seeds.items():
+            if seed == row:
+                continue
+            count = sum(listed.get(k, 0.0) for k in seed_keys.get(seed, []))
+            theirs = seed_listed.get(seed, {})
+            count += sum(theirs.get(k, 0.0) for k in owned)
+            if count:
+                total += weight * math.log1p(count)
+        return total
 
     def joint_projects(self, a: int, b: int) -> float:
         return self.neighbours(a).get(b, 0.0)

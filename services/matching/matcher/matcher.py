@@ -21,33 +21,33 @@ import math
 from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from services.matching.matcher.eligibility import check_eligibility, country_rules
 from services.matching.matcher.embeddings import TextEncoder, embed_document
-from services.matching.matcher.explain import (
-    capability_matches,
-    summary_line,
-    surface_forms,
-    top_terms,
-)
+from services.matching.matcher.explain import Explainer
 from services.matching.matcher.features import extract, profile_statements, profile_text
 from services.matching.matcher.graph import PartnerGraph
 from services.matching.matcher.index import SparseField, _grow
-from services.matching.matcher.models import CompanyProfile, Reasons, Suggestion, Target
-from services.matching.matcher.rescore import (
+from services.matching.matcher.models import CompanyProfile, Suggestion, Target
+from services.matching.matcher.scoring import (
     NORMALISED,
     RescoreCheck,
     TargetState,
-    cheap_score,
+    V,
+    fuse,
+    maximum,
+    outcome,
     place,
-    refresh_text_maximum,
+    published,
+    scale,
 )
 from services.matching.matcher.store import ProfileStore
 from services.matching.matcher.taxonomy import Taxonomy, load_taxonomy
-from services.matching.matcher.text import BOILERPLATE_STEMS, query_weights, strip_html, tokenize
+from services.matching.matcher.text import BOILERPLATE_STEMS, query_weights, target_text, tokenize
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -76,8 +76,7 @@ class MatcherConfig:
     seeds: int = 10
     statement_weight: int = 2
     category_saturation: float = 3.0
-    normalisation: str = "max"
-    target_states: int = 1024  # per-target rescoring states kept (LRU), see rescore.py
+    target_states: int = 1024  # per-target rescoring states kept (LRU), see scoring.py
     change_log: int = 4096  # recent upserts/removals remembered for rescoring states
 
     def without(self, signal: str) -> MatcherConfig:
@@ -87,26 +86,6 @@ class MatcherConfig:
 
     def weight(self, signal: str) -> float:
         return float(self.weights.get(signal, 0.0))
-
-
-def _normalise(raw: FloatArray, mask: npt.NDArray[np.bool_], how: str) -> FloatArray:
-    """Scale a raw signal to [0, 1] using only the eligible companies' values."""
-    values = raw[mask]
-    if values.size == 0:
-        return np.zeros_like(raw)
-    if how == "max":
-        top = float(values.max())
-        return raw / top if top > 0 else np.zeros_like(raw)
-    # Logistic of the z-score: a long tail (one company with a huge profile) does not squash the rest.
-    mean, std = float(values.mean()), float(values.std())
-    if std == 0:
-        return np.zeros_like(raw)
-    return 1.0 / (1.0 + np.exp(-(raw - mean) / std))
-
-
-def target_text(target: Target) -> str:
-    parts = [target.title, target.summary, strip_html(target.description)]
-    return "\n".join(p for p in parts if p)
 
 
 class Matcher:
@@ -210,107 +189,21 @@ class Matcher:
             return query_weights(tokens, boiler)
         return {t: float(c) for t, c in Counter(tokens).items()}
 
-    def signals(
-        self, target: Target, mask: npt.NDArray[np.bool_], maxima: dict[str, tuple[float, int]] | None = None
-    ) -> tuple[dict[str, FloatArray], dict[str, float]]:
-        """Every signal for every row, each in [0, 1]; plus the query (for explanations).
-
-        ``maxima`` (when given) receives, per max-normalised signal, the raw maximum over the eligible
-        rows and the row holding it: the normalisers a cheap rescoring needs (rescore.py).
-        """
-        cfg, store = self.config, self.store
-        record = _Maxima(mask, maxima)
-        n = store.n_rows
+    def _plan(self, target: Target) -> TargetState:
+        """Everything about the target that scoring needs, derived once: query, columns, embedding."""
+        cfg = self.config
         text = target_text(target)
-        query = self.query(target, text)
-        out: dict[str, FloatArray] = {}
-        if cfg.weight("text") > 0:
-            raw = self.terms.bm25(query, n)
-            record("text", raw)
-            out["text"] = _normalise(raw, mask, cfg.normalisation)
         domains = self.target_domains(target, text)
+        category = self.target_category(target)
+        present = [s for s in ("text", "experience", "coordinator") if cfg.weight(s) > 0]
         if cfg.weight("domain") > 0 and domains:
-            cols = [store.domain_col[d] for d in domains]
-            out["domain"] = store.domain_bits[:n][:, cols].mean(axis=1).astype(np.float64)
-        category = self.target_category(target)
+            present.append("domain")
         if cfg.weight("category") > 0 and category is not None:
-            counts = store.category_counts[:n, store.category_col[category]].astype(np.float64)
-            out["category"] = np.minimum(1.0, np.log1p(counts) / np.log1p(cfg.category_saturation))
-        if cfg.weight("experience") > 0:
-            projects = store.projects[:n]
-            record("experience", projects)
-            top = float(projects[mask].max()) if mask.any() else 0.0
-            out["experience"] = np.log1p(projects) / np.log1p(top) if top > 0 else np.zeros(n)
-        if cfg.weight("coordinator") > 0:
-            out["coordinator"] = np.minimum(1.0, store.coordinated[:n] / 2.0)
-        if cfg.weight("dense") > 0 and self.encoder is not None:
-            vector = embed_document(self.encoder, text)
-            cosine = self.vectors[:n] @ vector
-            record("dense", cosine.astype(np.float64))
-            out["dense"] = _normalise(cosine.astype(np.float64), mask, cfg.normalisation)
-        return out, query
-
-    def _fuse(self, signals: Mapping[str, FloatArray], n: int) -> FloatArray:
-        total = np.zeros(n)
-        weight = 0.0
-        for name, values in signals.items():
-            w = self.config.weight(name)
-            total += w * values
-            weight += w
-        return total / weight if weight else total
-
-    def scores(
-        self, target: Target
-    ) -> tuple[FloatArray, npt.NDArray[np.bool_], dict[str, FloatArray], dict[str, float]]:
-        """Final score per row (ineligible rows -1), the mask, the signals and the query."""
-        final, mask, signals, query = self._score(target)
-        return final, mask, signals, query
-
-    def _score(
-        self, target: Target
-    ) -> tuple[FloatArray, npt.NDArray[np.bool_], dict[str, FloatArray], dict[str, float]]:
-        """``scores``, and the target's rescoring state is stored on the way (rescore.py)."""
-        n = self.store.n_rows
-        mask = self.store.mask(target.programme)
-        maxima: dict[str, tuple[float, int]] = {}
-        signals, query = self.signals(target, mask, maxima)
-        state = self._new_state(target, query, tuple(signals), maxima)
-        stage1 = self._fuse(signals, n)
-        if self.config.weight("network") > 0 and self.config.seeds > 0 and mask.any():
-            eligible = np.flatnonzero(mask)
-            k = min(self.config.seeds, eligible.size)
-            seeds = eligible[np.argpartition(-stage1[eligible], k - 1)[:k]]
-            spread = self.graph.spread(seeds.astype(np.int64), stage1[seeds], n)
-            spread[seeds] = np.maximum(spread[seeds], 0.0)
-            _Maxima(mask, state.maxima)("network", spread)
-            top = float(spread[mask].max()) if mask.any() else 0.0
-            signals["network"] = spread / top if top > 0 else np.zeros(n)
-            state.network = True
-            state.seeds = {int(r): float(stage1[r]) for r in seeds}
-            state.min_seed = float(stage1[seeds].min())
-            state.full_seeds = k == self.config.seeds
-            state.seed_listed = {int(r): self.graph.listed.row_counts(int(r)) for r in seeds}
-            state.seed_keys = {int(r): list(self.graph.row_keys.get(int(r), [])) for r in seeds}
-        self._remember(state)
-        final = np.clip(self._fuse(signals, n), 0.0, 1.0)
-        final[~mask] = -1.0
-        return final, mask, signals, query
-
-    # ---- cheap rescoring when one company changes (see rescore.py) -----------------------------
-    @staticmethod
-    def _target_key(target: Target) -> tuple[str, str]:
-        fingerprint = hashlib.blake2b(target.model_dump_json().encode(), digest_size=16).hexdigest()
-        return f"{target.target_type}:{target.id}", fingerprint
-
-    def _new_state(
-        self, target: Target, query: dict[str, float], present: tuple[str, ...], maxima: dict[str, tuple[float, int]]
-    ) -> TargetState:
-        text = target_text(target)
-        domains = self.target_domains(target, text)
-        category = self.target_category(target)
+            present.append("category")
         vector = None
-        if "dense" in present and self.encoder is not None:
-            vector = embed_document(self.encoder, text).astype(np.float64)
+        if cfg.weight("dense") > 0 and self.encoder is not None:
+            present.append("dense")
+            vector = embed_document(self.encoder, text)
         key, fingerprint = self._target_key(target)
         return TargetState(
             key=key,
@@ -318,13 +211,88 @@ class Matcher:
             version=self.version,
             generation=self.terms.generation,
             programme=target.programme,
-            query=dict(query),
+            query=self.query(target, text),
             domain_cols=[self.store.domain_col[d] for d in domains],
             category_col=self.store.category_col.get(category) if category else None,
-            stage1=present,
-            maxima={k: v for k, v in maxima.items() if k in NORMALISED},
+            present=tuple(s for s in SIGNALS if s in present),
             vector=vector,
         )
+
+    @overload
+    def _raw(self, plan: TargetState, row: None) -> dict[str, FloatArray]: ...
+    @overload
+    def _raw(self, plan: TargetState, row: int) -> dict[str, float]: ...
+    def _raw(self, plan: TargetState, row: int | None) -> dict[str, FloatArray] | dict[str, float]:
+        """First-stage signals of every row (``row`` None) or of one row; max-normalised ones still raw.
+
+        The one place each signal's formula lives: full rankings evaluate it on every row, the cheap
+        rescoring of one changed company on that row alone (numpy scalars, no per-call arrays).
+        """
+        store, n, cfg = self.store, self.store.n_rows, self.config
+        pick: int | slice = slice(0, n) if row is None else row
+        out: dict[str, Any] = {}  # arrays for every row, numpy float64 scalars for one
+        for signal in plan.present:
+            if signal == "text":
+                if row is None:
+                    out[signal] = self.terms.bm25(plan.query, n)
+                else:
+                    out[signal] = float(sum(self.terms.row_contributions(row, plan.query).values()))
+            elif signal == "domain":
+                bits = store.domain_bits[pick][..., plan.domain_cols]
+                out[signal] = bits.sum(axis=-1, dtype=np.float64) / len(plan.domain_cols)
+            elif signal == "category":
+                counts = store.category_counts[pick, plan.category_col].astype(np.float64)
+                out[signal] = np.minimum(1.0, np.log1p(counts) / np.log1p(cfg.category_saturation))
+            elif signal == "experience":
+                out[signal] = store.projects[pick]
+            elif signal == "coordinator":
+                out[signal] = np.minimum(1.0, store.coordinated[pick] / 2.0)
+            elif signal == "dense" and plan.vector is not None:
+                out[signal] = (self.vectors[pick] @ plan.vector).astype(np.float64)
+        return out
+
+    def _scaled(self, raw: Mapping[str, V], maxima: Mapping[str, tuple[float, int]]) -> dict[str, V]:
+        return {s: scale(s, v, maxima[s][0]) if s in NORMALISED else v for s, v in raw.items()}
+
+    def scores(
+        self, target: Target
+    ) -> tuple[FloatArray, npt.NDArray[np.bool_], dict[str, FloatArray], dict[str, float]]:
+        """Final score per row (ineligible rows -1), the mask, the signals and the query.
+
+        The target's state (plan, normalisers, seeds) is kept on the way for cheap rescoring.
+        """
+        n = self.store.n_rows
+        mask = self.store.mask(target.programme)
+        state = self._plan(target)
+        raw = self._raw(state, None)
+        state.maxima = {s: maximum(v, mask) for s, v in raw.items() if s in NORMALISED}
+        signals = self._scaled(raw, state.maxima)
+        stage1 = fuse(self.config.weights, signals, np.zeros(n))
+        if self.config.weight("network") > 0 and self.config.seeds > 0 and mask.any():
+            eligible = np.flatnonzero(mask)
+            k = min(self.config.seeds, eligible.size)
+            seeds = eligible[np.argpartition(-stage1[eligible], k - 1)[:k]]
+            spread = self.graph.spread(seeds.astype(np.int64), stage1[seeds], n)
+            spread[seeds] = np.maximum(spread[seeds], 0.0)
+            state.maxima["network"] = maximum(spread, mask)
+            signals["network"] = scale("network", spread, state.maxima["network"][0])
+            state.network = True
+            state.seeds = {int(r): float(stage1[r]) for r in seeds}
+            state.min_seed = float(stage1[seeds].min())
+            state.full_seeds = k == self.config.seeds
+            # The seeds' partner lists, for the network signal of one changed row (graph.spread_to).
+            state.seed_keys = {int(r): list(self.graph.row_keys.get(int(r), [])) for r in seeds}
+            state.seed_listed = {int(r): self.graph.listed.row_counts(int(r)) for r in seeds}
+        self._remember(state)
+        final = np.clip(fuse(self.config.weights, signals, np.zeros(n)), 0.0, 1.0)
+        final[~mask] = -1.0
+        return final, mask, signals, state.query
+
+    # ---- cheap rescoring when one company changes (see scoring.py) -----------------------------
+    @staticmethod
+    def _target_key(target: Target) -> tuple[str, str]:
+        fingerprint = hashlib.blake2b(target.model_dump_json().encode(), digest_size=16).hexdigest()
+        return f"{target.target_type}:{target.id}", fingerprint
 
     def _remember(self, state: TargetState) -> None:
         if self.config.target_states <= 0:
@@ -365,12 +333,12 @@ class Matcher:
         it after the company's upsert or removal. Costs O(size of the company's profile) unless the
         change touches the target's normalisers or second-stage seeds (or no state is stored for the
         target yet), in which case the target is scored in full once, without explanations — see
-        ``rescore.py`` for the exactness trade-off. ``rank`` is needed only when ``changed`` is True.
+        ``scoring.py`` for the exactness trade-off. ``rank`` is needed only when ``changed`` is True.
         """
         row = self.rows.get(company_id)
         if row is None:  # never indexed: it cannot be in a ranking computed by this matcher
-            old_pos, old_score = _old(company_id, current)
-            return _check(old_pos, old_score, None, -1.0, "cheap", "unknown company")
+            old_pos, old_score = published(company_id, current)
+            return outcome(old_pos, old_score, None, -1.0, "cheap", "unknown company")
         state = self._state_for(target)
         score, reason = self._cheap(state, row) if state is not None else (None, "no stored state for this target")
         if score is None:
@@ -387,7 +355,7 @@ class Matcher:
             # It fell to the last place of a full list: the first company outside the list, whose
             # score is not known here, may now be ahead of it. Rank again.
             return RescoreCheck(True, new_pos, score, "cheap", "fell to the last place")
-        return _check(old_pos, old_score, new_pos, score, "cheap", "")
+        return outcome(old_pos, old_score, new_pos, score, "cheap", "")
 
     def _cheap(self, state: TargetState, row: int) -> tuple[float | None, str]:
         """The row's new final score from the stored state, or (None, why the state cannot serve)."""
@@ -396,11 +364,14 @@ class Matcher:
             return None, "change log does not reach back to the stored state"
         if set(changed) & state.fragile_rows():
             return None, "a changed company holds a normaliser or is a second-stage seed"
-        refresh_text_maximum(self, state)
+        if "text" in state.maxima and state.maxima["text"][1] >= 0:
+            # idf moved with every upsert: re-read the text maximum under the current idf.
+            at = state.maxima["text"][1]
+            state.maxima["text"] = (float(self._raw(state, at)["text"]), at)
         score: float | None = None
         # Every change since the state was taken must leave the normalisers and seeds alone.
         for r in dict.fromkeys([*changed, row]):
-            value, why = cheap_score(self, state, r)
+            value, why = self._score_row(state, r)
             if value is None:
                 return None, why
             if r == row:
@@ -408,19 +379,42 @@ class Matcher:
         state.version = self.version
         return score, ""
 
+    def _score_row(self, state: TargetState, row: int) -> tuple[float | None, str]:
+        """One row's final score under the stored normalisers and seeds; -1 when not eligible.
+
+        None (with the reason) when the row would move a normaliser or join the seeds: then every
+        other score moves too and only a full scoring is right.
+        """
+        if not self.store.eligible_row(row, state.programme):
+            return -1.0, ""
+        raw = self._raw(state, row)
+        for signal in ("text", "dense", "experience"):
+            if signal in raw and float(raw[signal]) > state.maxima[signal][0] + 1e-12:
+                return None, f"new {signal} maximum"
+        signals = self._scaled(raw, state.maxima)
+        if state.network:
+            first = fuse(self.config.weights, signals, 0.0)
+            if not state.full_seeds or first >= state.min_seed:
+                return None, "enters the second-stage seeds"
+            spread = self.graph.spread_to(row, state.seeds, state.seed_keys, state.seed_listed)
+            if spread > state.maxima["network"][0] + 1e-12:
+                return None, "new network maximum"
+            signals["network"] = scale("network", spread, state.maxima["network"][0])
+        return min(1.0, max(0.0, float(fuse(self.config.weights, signals, 0.0)))), ""
+
     def _full_check(
         self, target: Target, row: int, current: Sequence[tuple[str, float]], top_n: int, reason: str
     ) -> RescoreCheck:
-        final, mask, _, _ = self._score(target)  # also stores a fresh state for the target
+        final, mask, _, _ = self.scores(target)  # also stores a fresh state for the target
         cid = self.store.ids[row]
-        old_pos, old_score = _old(cid, current)
+        old_pos, old_score = published(cid, current)
         if not mask[row]:
-            return _check(old_pos, old_score, None, -1.0, "full", reason)
+            return outcome(old_pos, old_score, None, -1.0, "full", reason)
         value = float(final[row])
         ahead = int((final[mask] > value).sum())
         ahead += sum(1 for r in np.flatnonzero(mask & (final == value)).tolist() if self.store.ids[r] < cid)
         new_pos = ahead + 1 if ahead < top_n else None
-        return _check(old_pos, old_score, new_pos, round(value, 6), "full", reason)
+        return outcome(old_pos, old_score, new_pos, round(value, 6), "full", reason)
 
     def would_change(
         self, target: Target, company_id: str, current: Sequence[tuple[str, float]], top_n: int = 20
@@ -432,7 +426,7 @@ class Matcher:
         """The ``top_n`` best eligible companies for the target, best first, with reasons."""
         if self.store.n_rows == 0 or top_n <= 0:
             return []
-        final, mask, signals, query = self._score(target)
+        final, mask, signals, query = self.scores(target)
         eligible = np.flatnonzero(mask)
         if eligible.size == 0:
             return []
@@ -440,7 +434,7 @@ class Matcher:
         best = eligible[np.argpartition(-final[eligible], k - 1)[:k]]
         # Stable order: score, then id, so equal scores do not reshuffle between runs.
         ordered = sorted(best.tolist(), key=lambda r: (-final[r], self.store.ids[r]))
-        context = _Explainer(self, target, query, signals)
+        context = Explainer(self, target, query, signals)
         return [context.suggestion(r, i + 1, float(final[r])) for i, r in enumerate(ordered)]
 
     def idf(self, term: str) -> float:
@@ -455,98 +449,4 @@ class Matcher:
             + self.graph.listed.memory_bytes()
             + self.store.memory_bytes()
             + self.vectors.nbytes
-        )
-
-
-class _Maxima:
-    """Records (raw maximum over the eligible rows, its row) of a signal into ``out`` when given."""
-
-    def __init__(self, mask: npt.NDArray[np.bool_], out: dict[str, tuple[float, int]] | None) -> None:
-        self.mask = mask
-        self.out = out
-
-    def __call__(self, signal: str, raw: FloatArray) -> None:
-        if self.out is None:
-            return
-        eligible = np.flatnonzero(self.mask)
-        if eligible.size == 0:
-            self.out[signal] = (0.0, -1)
-            return
-        at = int(eligible[int(np.argmax(raw[eligible]))])
-        top = float(raw[at])
-        self.out[signal] = (top, at if top > 0 else -1)
-
-
-def _old(company_id: str, current: Sequence[tuple[str, float]]) -> tuple[int | None, float | None]:
-    for i, (cid, score) in enumerate(current):
-        if cid == company_id:
-            return i + 1, float(score)
-    return None, None
-
-
-def _check(
-    old_pos: int | None, old_score: float | None, new_pos: int | None, score: float, path: str, reason: str
-) -> RescoreCheck:
-    before = None if old_pos is None else (old_pos, round(old_score or 0.0, 4))
-    after = None if new_pos is None else (new_pos, round(score, 4))
-    return RescoreCheck(
-        changed=before != after,
-        position=new_pos,
-        score=None if score < 0 else score,
-        path=path,
-        reason=reason,
-    )
-
-
-class _Explainer:
-    """Per-target facts computed once, then reasons for each returned company."""
-
-    def __init__(
-        self, matcher: Matcher, target: Target, query: Mapping[str, float], signals: Mapping[str, FloatArray]
-    ) -> None:
-        self.m = matcher
-        self.target = target
-        self.query = query
-        self.signals = signals
-        text = target_text(target)
-        self.domains = set(matcher.target_domains(target, text))
-        self.surface = surface_forms(text + " " + " ".join(target.sought_capabilities))
-        needs = target.sought_capabilities or [target.title]
-        self.needs = [(n, tokenize(n)) for n in needs]
-        self._idf: dict[str, float] = {}
-
-    def idf(self, term: str) -> float:
-        found = self._idf.get(term)
-        if found is None:
-            found = self._idf[term] = self.m.idf(term)
-        return found
-
-    def suggestion(self, row: int, rank: int, score: float) -> Suggestion:
-        m, store = self.m, self.m.store
-        domains = sorted(self.domains & m.domain_sets[row])
-        contributions = m.terms.row_contributions(row, self.query)
-        terms = top_terms(contributions, self.surface)
-        matches = capability_matches(self.needs, m.statements[row], self.idf)
-        values = {name: round(float(v[row]), 4) for name, v in self.signals.items()}
-        name = store.names[row]
-        rule = m.rules.get(self.target.programme, m.rules["OTHER"])
-        why = (
-            f"{self.target.programme}: open to organisations from any country"
-            if rule.countries is None
-            else f"{self.target.programme}: established in {store.countries[row]}, which is {rule.label}"
-        )
-        return Suggestion(
-            company_id=store.ids[row],
-            company_name=name,
-            country=store.countries[row],
-            rank=rank,
-            score=round(min(1.0, max(0.0, score)), 6),
-            reasons=Reasons(
-                matched_domains=domains,
-                capability_matches=matches,
-                top_terms=terms,
-                signals=values,
-                eligibility=why,
-                summary=summary_line(name, domains, terms, values),
-            ),
         )

@@ -85,6 +85,10 @@ class ProfileStore:
         n = self.n_rows
         return self.alive[:n] & self.eligible.get(programme, self.eligible["OTHER"])[:n]
 
+    def eligible_row(self, row: int, programme: str) -> bool:
+        """``mask(programme)[row]`` without building the whole mask."""
+        return bool(self.alive[row] and self.eligible.get(programme, self.eligible["OTHER"])[row])
+
     def memory_bytes(self) -> int:
         arrays = [self.alive, self.org_type, self.sme, self.projects, self.coordinated, self.domain_bits]
         arrays += [self.category_counts, *self.eligible.values()]

@@ -14,6 +14,10 @@ import re
 import unicodedata
 from collections import Counter
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.matching.matcher.models import Target
 
 _TAG = re.compile(r"<[^>]+>")
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -104,3 +108,9 @@ def query_weights(tokens: list[str], boilerplate: frozenset[str] = BOILERPLATE_S
         weight = 1.0 + math.log(tf)
         out[term] = weight * (0.2 if term in boilerplate else 1.0)
     return out
+
+
+def target_text(target: Target) -> str:
+    """What the matcher reads of a target: title, summary and description (HTML stripped)."""
+    parts = [target.title, target.summary, strip_html(target.description)]
+    return "\n".join(p for p in parts if p)
