@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 from services.matching.matcher.coverage import Need, covers, needs_of
 from services.matching.matcher.eligibility import country_rules
-from services.matching.matcher.features import COORDINATOR_ROLES
 from services.matching.matcher.models import (
     CompanyProfile,
     ConsortiumMember,
@@ -29,6 +28,7 @@ from services.matching.matcher.rules import (
     ProgrammeSpec,
     check_rules,
     group_of,
+    has_coordinated,
     is_posting_institute,
     spec_for,
 )
@@ -58,10 +58,6 @@ def _institute(target: Target, spec: ProgrammeSpec, profiles: Mapping[str, Compa
     )
 
 
-def _coordinated(profile: CompanyProfile) -> bool:
-    return any((h.role or "").lower() in COORDINATOR_ROLES for h in profile.history)
-
-
 def _lead_options(
     target: Target, spec: ProgrammeSpec, pool: Sequence[CompanyProfile], institute: CompanyProfile | None
 ) -> list[CompanyProfile]:
@@ -78,8 +74,8 @@ def _lead_options(
         return companies
     if target.programme == "EDF":
         # Someone who has led EDF-size projects, else a large company or research organisation.
-        seasoned = [p for p in pool if _coordinated(p)]
-        big = [p for p in pool if not _coordinated(p) and (p.size == "large" or p.organisation_type == "research")]
+        seasoned = [p for p in pool if has_coordinated(p)]
+        big = [p for p in pool if not has_coordinated(p) and (p.size == "large" or p.organisation_type == "research")]
         return seasoned + big
     return list(pool)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from services.matching.matcher.models import CompanyProfile, Target
 from services.matching.matcher.taxonomy import Taxonomy, normalise_country
+from shared.consortium_rules import COUNTRY_LABELS
 
 PROGRAMMES: tuple[str, ...] = ("EDF", "VLAIO", "FSDB", "DEFRA", "DIANA", "OTHER")
 
@@ -28,15 +29,8 @@ class CountryRule:
         return self.countries is None or normalise_country(country) in self.countries
 
 
-LABELS: dict[str, str] = {
-    "EDF": "an EU member state or Norway",
-    "VLAIO": "Belgium",
-    "FSDB": "Belgium",
-    "DEFRA": "Belgium",
-    "DIANA": "a NATO member",
-    "OTHER": "any country",
-}
-"""How an explanation names each programme's accepted countries; the countries come from the taxonomy."""
+LABELS = COUNTRY_LABELS
+"""How an explanation names each programme's accepted countries (shared with the consortium rules)."""
 
 
 def country_rules(taxonomy: Taxonomy) -> dict[str, CountryRule]:

@@ -11,12 +11,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.consortium_rules import SME_SIZES as SME_SIZES
+
+# One model for a rule outcome, from the check to the published event (not a mirror of it).
+from shared.events.suggestions import RuleCheck as RuleCheck
+
 OrganisationType = Literal["company", "research", "public", "other"]
 Size = Literal["micro", "small", "medium", "large"]
 Programme = Literal["FSDB", "VLAIO", "EDF", "DIANA", "DEFRA", "OTHER"]
 TargetType = Literal["project", "call"]
-
-SME_SIZES: frozenset[str] = frozenset({"micro", "small", "medium"})
 
 
 class ProjectHistory(BaseModel):
@@ -133,14 +136,6 @@ class ConsortiumMember(BaseModel):
     size: Size = "small"
     parent_group: str | None = None
     posting_institute: bool = False
-
-
-class RuleCheck(BaseModel):
-    """One programme rule and whether the proposal satisfies it."""
-
-    rule: str
-    passed: bool
-    detail: str
 
 
 class NeedCoverage(BaseModel):

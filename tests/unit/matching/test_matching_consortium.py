@@ -11,8 +11,6 @@ from services.matching.matcher import (
     check_rules,
     propose_consortia,
 )
-from services.matching.matcher.rules import has_independent_core
-from tests.unit.matching.conftest import company
 
 
 def _edf_target() -> Target:
@@ -155,14 +153,3 @@ def test_check_rules_catches_violations(profiles: dict[str, CompanyProfile]) -> 
     )
     assert _failed(ok, needy, profiles) == {"needs_covered"}
     assert _failed(ok, fsdb, profiles) == set()
-
-
-def test_independence_rule() -> None:
-    a = company("a", "FR", [], group="g")
-    b = company("b", "DE", [], group="g")
-    c = company("c", "IT", [], group="g")
-    assert not has_independent_core([a, b, c], 3, 2)  # one group controls all three
-    d = company("d", "FR", [])
-    e = company("e", "FR", [])
-    assert not has_independent_core([a, d, e], 3, 2)  # three groups, but all in France
-    assert has_independent_core([a, b, d, e], 3, 2)  # group g can be represented by its German member
