@@ -51,13 +51,15 @@ bench: venv
 	$(PYTHON) -m bench.core_flow
 	$(PYTHON) -m bench.alerts_webhook
 
-## Matching quality on real EDF consortia: make bench-matching DATA=<path> EVAL=<topic-id prefix>
+## Matching quality on real EDF consortia:
+## make bench-matching DATA=<path> EVAL=<topic-id prefix> [PROTOCOL=temporal|loo] [ARGS=--ablation]
+PROTOCOL ?= temporal
 bench-matching: venv
-	$(PYTHON) -m bench.matching --data $(DATA) --eval $(EVAL)
+	$(PYTHON) -m bench.matching --data $(DATA) --eval $(EVAL) --protocol $(PROTOCOL) $(ARGS)
 
-## What any ranking could reach on that file: ceiling, popularity, country-mix oracle, earlier-only history.
+## What any ranking could reach on that file: ceiling, popularity, country-mix oracle (same protocol).
 bench-matching-limits: venv
-	$(PYTHON) -m bench.matching.limits --data $(DATA) --eval $(EVAL)
+	$(PYTHON) -m bench.matching.limits --data $(DATA) --eval $(EVAL) --protocol $(PROTOCOL)
 
 bench-scale: venv
 	$(PYTHON) -m bench.matching.scale

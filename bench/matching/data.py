@@ -84,6 +84,10 @@ class Project:
     def pics(self) -> frozenset[str]:
         return frozenset(p.pic for p in self.participants)
 
+    @property
+    def coordinators(self) -> frozenset[str]:
+        return frozenset(p.pic for p in self.participants if p.role.lower() == "coordinator")
+
 
 @dataclass
 class Dataset:
@@ -92,6 +96,14 @@ class Dataset:
 
     def eval_projects(self, prefix: str) -> list[Project]:
         return [p for p in self.projects if p.topic_id.startswith(prefix)]
+
+    def earlier_than(self, year: int) -> list[Project]:
+        """Projects of topics of call years before ``year``: what the platform knew when a call of ``year`` opened."""
+        return [p for p in self.projects if (y := year_of(p.topic_id)) is not None and y < year]
+
+    def has_description(self, project: Project) -> bool:
+        """Whether the file holds the topic's description (else the query is its title only)."""
+        return bool(str(self.topics.get(project.topic_id, {}).get("description") or "").strip())
 
 
 def load(path: Path) -> Dataset:

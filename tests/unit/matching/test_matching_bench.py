@@ -9,6 +9,8 @@ import pytest
 
 from bench.matching.__main__ import main
 from bench.matching.data import load, others, profiles_from, resolve_path, target_for
+from bench.matching.run import METRICS, Harness
+from services.matching.matcher import MatcherConfig
 from services.matching.matcher.taxonomy import load_taxonomy
 
 
@@ -29,13 +31,45 @@ def test_benchmark_cli_on_synthetic_file(synthetic_edf: Path, capsys: pytest.Cap
     assert main(["--data", str(synthetic_edf), "--eval", "EDF-2023", "--ablation"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
-    assert result["eval"] == "EDF-2023" and result["projects"] == 1
+    assert set(result) == {
+        "eval",
+        "protocol",
+        "projects",
+        "bm25",
+        "matcher",
+        "diff_recall@20_ci95",
+        "ratio_recall@20",
+        "consortium",
+    }
+    assert result["eval"] == "EDF-2023" and result["protocol"] == "temporal" and result["projects"] == 1
     for method in ("bm25", "matcher"):
-        assert 0.0 <= result[method]["recall@20"] <= 1.0 and "mrr" in result[method]
-    # The three history participants (1, 2, 3) plus 9 are all among the 8 candidates: recall@10 is 1.
+        assert set(result[method]) == set(METRICS)
+        assert 0.0 <= result[method]["recall@20"] <= 1.0
+    # History = the two 2022 projects; P3's four participants all took part in them: found, coordinator too.
     assert result["matcher"]["recall@10"] == pytest.approx(1.0)
+    assert result["matcher"]["coordinator@20"] == pytest.approx(1.0)
+    assert result["matcher"]["ceiling"] == pytest.approx(1.0)
+    low, high = result["diff_recall@20_ci95"]
+    assert low <= high
     assert result["consortium"]["rules_satisfied_share"] in (1.0, None)
+    assert "bm25_greedy_topk_recall" in result["consortium"]
+    assert any(line.startswith("| description | 1 | matcher |") for line in out)
     assert any(line.startswith("| - text |") for line in out)
+
+
+def test_temporal_protocol_profiles_only_earlier_years(synthetic_edf: Path) -> None:
+    data = load(synthetic_edf)
+    harness = Harness(data, load_taxonomy(), protocol="temporal")
+    profiles = harness.history("EDF-2023")
+    assert {h.topic_id[:8] for p in profiles.values() for h in p.history} == {"EDF-2022"}
+    # Nothing is known before 2022: no candidates at all for a 2022 call.
+    assert harness.history("EDF-2022") == {}
+    loo = Harness(data, load_taxonomy(), protocol="loo")
+    matcher = loo.build(MatcherConfig(), "EDF-2023")
+    cases = list(loo.cases("EDF-2023", {"m": matcher}))
+    assert len(cases) == 1 and all(
+        h.topic_id != "EDF-2023-DA-UWW-C" for p in cases[0].profiles.values() for h in p.history
+    )
 
 
 def test_benchmark_reports_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,12 +49,14 @@ def test_popularity_ranks_by_number_of_projects_then_id() -> None:
     assert popularity_rank(sorted(profiles), profiles) == ["c", "a", "b", "d"]
 
 
-def test_limits_cli_on_synthetic_file(synthetic_edf: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--data", str(synthetic_edf), "--eval", "EDF-2023"]) == 0
+@pytest.mark.parametrize("protocol", ["temporal", "loo"])
+def test_limits_cli_on_synthetic_file(synthetic_edf: Path, capsys: pytest.CaptureFixture[str], protocol: str) -> None:
+    assert main(["--data", str(synthetic_edf), "--eval", "EDF-2023", "--protocol", protocol]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["eval"] == "EDF-2023" and result["projects"] == 1
-    # P3's 4 participants all took part in P1 or P2: a perfect ranking finds every one.
+    assert result["eval"] == "EDF-2023" and result["projects"] == 1 and result["protocol"] == protocol
+    # P3's 4 participants all took part in P1 or P2 (2022): a perfect ranking finds every one,
+    # the coordinator first.
     assert result["ceiling_recall@20"] == pytest.approx(1.0)
-    measured = [v for k, v in result.items() if k.endswith("recall@20") and not k.startswith(("ceiling", "target"))]
+    assert result["ceiling_coordinator@20"] == pytest.approx(1.0)
+    measured = [v for k, v in result.items() if k.endswith("recall@20") and not k.startswith("ceiling")]
     assert measured and all(0.0 <= v <= result["ceiling_recall@20"] for v in measured)
-    assert result["target_1.5x_bm25_recall@20"] == pytest.approx(1.5 * result["bm25_recall@20"], abs=1e-4)
