@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from bench.matching.data import DATA_ENV, load_or_report
@@ -30,13 +31,24 @@ from services.matching.matcher.taxonomy import load_taxonomy
 TABLE_COLUMNS = ("recall@10", "recall@20", "recall@50", "recall@20_hist", "ndcg@20", "coordinator@20", "mrr")
 
 
+ROUND_ONE_WEIGHTS = {"text": 1.0, "domain": 0.3, "category": 0.6, "experience": 0.6, "coordinator": 0.0, "network": 0.4}
+"""The weights fitted in round 1 under the leave-one-out protocol (for comparison)."""
+
+ADDED_WEIGHT = {"domain": 0.3, "experience": 0.6, "coordinator": 0.3}
+"""What a signal left out of the matcher is tried back in with (round 1's weight where it had one)."""
+
+
 def variants(base: MatcherConfig, dense: bool) -> dict[str, MatcherConfig]:
-    """The full matcher, then each signal (and the query weighting) taken out in turn."""
+    """The full matcher, each signal taken out in turn, each left-out signal put back, and round 1's weights."""
     out = {"matcher": base}
     for signal, weight in base.weights.items():
         if weight > 0 and (signal != "dense" or dense):
             out[f"- {signal}"] = base.without(signal)
-    out["- query weighting"] = MatcherConfig(**{**base.__dict__, "sublinear_query": False})
+    for signal, weight in ADDED_WEIGHT.items():
+        if base.weight(signal) == 0:
+            out[f"+ {signal} ({weight})"] = replace(base, weights={**base.weights, signal: weight})
+    out["- query weighting"] = replace(base, sublinear_query=False)
+    out["round-1 weights"] = replace(base, weights={**base.weights, **ROUND_ONE_WEIGHTS})
     return out
 
 

@@ -18,6 +18,7 @@ from services.matching.matcher.text import BOILERPLATE_STEMS, _fold, stem, targe
 
 if TYPE_CHECKING:
     from services.matching.matcher.matcher import Matcher
+    from services.matching.matcher.scoring import TargetState
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -71,42 +72,77 @@ def top_terms(contributions: Mapping[str, float], surface: Mapping[str, str], k:
     return [surface.get(term, term) for term, _ in ranked]
 
 
-def summary_line(name: str, domains: Sequence[str], terms: Sequence[str], signals: Mapping[str, float]) -> str:
-    """One sentence a programme officer can read without the numbers."""
+def summary_line(name: str, domains: Sequence[str], terms: Sequence[str], evidence: Sequence[str]) -> str:
+    """One sentence a programme officer can read without the numbers.
+
+    ``evidence`` holds one phrase per structured signal that contributed (category, network, ...),
+    so every part of the score is said in words.
+    """
     parts = []
     if domains:
         parts.append("works in " + ", ".join(domains))
     if terms:
         parts.append("profile mentions " + ", ".join(terms[:4]))
-    if signals.get("category", 0.0) > 0:
-        parts.append("took part in projects of the same EDF category")
-    if signals.get("network", 0.0) > 0.3:
-        parts.append("has worked with other top candidates")
+    parts += evidence
     return f"{name}: " + ("; ".join(parts) if parts else "general profile match") + "."
+
+
+def category_phrase(category: str, topics: Sequence[str], shown: int = 2) -> str:
+    """ "took part in 3 earlier AIR topics (EDF-2021-AIR-D-EPE, EDF-2022-DA-AIR-AEW, …)"."""
+    listed = ", ".join(topics[:shown]) + (", …" if len(topics) > shown else "")
+    noun = "topic" if len(topics) == 1 else "topics"
+    return f"took part in {len(topics)} earlier {category} {noun} ({listed})"
+
+
+def network_phrase(partners: Sequence[str], shown: int = 3) -> str:
+    """ "worked before with THALES SIX GTS FRANCE SAS and INDRA SISTEMAS SA, also strong candidates"."""
+    names = list(partners[:shown])
+    if len(partners) > shown:
+        names.append(f"{len(partners) - shown} more")
+    joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"worked before with {joined}, also strong candidates"
 
 
 class Explainer:
     """Per-target facts computed once, then reasons for each returned company."""
 
-    def __init__(
-        self, matcher: Matcher, target: Target, query: Mapping[str, float], signals: Mapping[str, FloatArray]
-    ) -> None:
+    def __init__(self, matcher: Matcher, target: Target, state: TargetState, signals: Mapping[str, FloatArray]) -> None:
         self.m = matcher
         self.target = target
-        self.query = query
+        self.query = state.query
         self.signals = signals
         text = target_text(target)
         self.domains = set(matcher.target_domains(target, text))
+        self.category = matcher.target_category(target)
         self.surface = surface_forms(text + " " + " ".join(target.sought_capabilities))
         needs = target.sought_capabilities or [target.title]
         self.needs = [(n, tokenize(n)) for n in needs]
         self._idf: dict[str, float] = {}
+        # Row -> the second-stage seeds it has worked with, strongest seed first.
+        self.partners: dict[int, list[str]] = {}
+        for seed, _ in sorted(state.seeds.items(), key=lambda kv: -kv[1]):
+            for row in matcher.graph.neighbours(seed):
+                self.partners.setdefault(row, []).append(matcher.store.names[seed])
 
     def idf(self, term: str) -> float:
         found = self._idf.get(term)
         if found is None:
             found = self._idf[term] = self.m.idf(term)
         return found
+
+    def evidence(self, row: int, values: Mapping[str, float]) -> list[str]:
+        """A phrase for each structured signal that contributed to this row's score."""
+        out: list[str] = []
+        topics = self.m.category_topics[row].get(self.category or "", [])
+        if values.get("category", 0.0) > 0 and self.category and topics:
+            out.append(category_phrase(self.category, topics))
+        if values.get("network", 0.0) > 0 and self.partners.get(row):
+            out.append(network_phrase(self.partners[row]))
+        if values.get("experience", 0.0) > 0:
+            out.append(f"{int(self.m.store.projects[row])} funded projects before")
+        if values.get("coordinator", 0.0) > 0:
+            out.append(f"coordinated {int(self.m.store.coordinated[row])} funded projects")
+        return out
 
     def suggestion(self, row: int, rank: int, score: float) -> Suggestion:
         m, store = self.m, self.m.store
@@ -134,6 +170,6 @@ class Explainer:
                 top_terms=terms,
                 signals=values,
                 eligibility=why,
-                summary=summary_line(name, domains, terms, values),
+                summary=summary_line(name, domains, terms, self.evidence(row, values)),
             ),
         )

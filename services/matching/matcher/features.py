@@ -67,6 +67,7 @@ class ProfileFeatures:
     projects: int
     coordinated: int
     programmes: Counter[str] = field(default_factory=Counter)
+    category_topics: dict[str, list[str]] = field(default_factory=dict)  # category -> topic ids, for reasons
 
 
 def extract(profile: CompanyProfile, taxonomy: Taxonomy, *, statement_weight: int = 2) -> ProfileFeatures:
@@ -85,6 +86,7 @@ def extract(profile: CompanyProfile, taxonomy: Taxonomy, *, statement_weight: in
     partners: Counter[str] = Counter()
     categories: Counter[str] = Counter()
     programmes: Counter[str] = Counter()
+    category_topics: dict[str, list[str]] = {}
     coordinated = 0
     mine = set(own_keys(profile))
     for item in profile.history:
@@ -92,6 +94,9 @@ def extract(profile: CompanyProfile, taxonomy: Taxonomy, *, statement_weight: in
         category = taxonomy.category_of(item.topic_id)
         if category:
             categories[category] += 1
+            topics = category_topics.setdefault(category, [])
+            if item.topic_id and item.topic_id not in topics:
+                topics.append(item.topic_id)
         if (item.role or "").lower() in COORDINATOR_ROLES:
             coordinated += 1
         for partner in item.partners:
@@ -110,4 +115,5 @@ def extract(profile: CompanyProfile, taxonomy: Taxonomy, *, statement_weight: in
         projects=len(profile.history),
         coordinated=coordinated,
         programmes=programmes,
+        category_topics=category_topics,
     )

@@ -4,14 +4,16 @@ Ranking is a weighted average of per-company signals, each scaled to [0, 1] over
 companies, so the final score is in [0, 1] and every part of it can be shown to a person:
 
 text        BM25 of the target's text against the company's capabilities, keywords and project history
-domain      share of the target's VISD domains the company works in
 category    the company took part in projects of the same EDF category (topic-id code) before
-experience  how many funded projects the company has taken part in (track record)
-coordinator the company has coordinated projects before
-dense       cosine of MiniLM embeddings (only when an encoder is supplied)
 network     second stage: joint past projects with the best candidates of the first stage
+domain      share of the target's VISD domains the company works in            (weight 0, see below)
+experience  how many funded projects the company has taken part in (track record)  (weight 0)
+coordinator the company has coordinated projects before                          (weight 0)
+dense       cosine of MiniLM embeddings (only when an encoder is supplied)
 
-Weights come from the EDF benchmark (bench/matching, see services/matching/README.md).
+Weights come from the EDF benchmark under the temporal protocol (bench/matching; the ablation with
+confidence intervals is in services/matching/README.md). A signal that did not move the interval
+has weight 0: it is still computed when a caller gives it a weight, and never shown otherwise.
 """
 
 from __future__ import annotations
@@ -55,9 +57,9 @@ SIGNALS: tuple[str, ...] = ("text", "domain", "category", "experience", "coordin
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "text": 1.0,
-    "domain": 0.3,
-    "category": 0.6,
-    "experience": 0.6,
+    "domain": 0.0,
+    "category": 0.3,
+    "experience": 0.0,
     "coordinator": 0.0,
     "dense": 0.5,
     "network": 0.4,
@@ -110,6 +112,7 @@ class Matcher:
         self.rows: dict[str, int] = {}
         self.statements: list[list[str]] = []
         self.domain_sets: list[set[str]] = []
+        self.category_topics: list[dict[str, list[str]]] = []  # per row: category -> earlier topic ids
         self.vectors = np.zeros((0, encoder.dim if encoder else 1), dtype=np.float32)
         self.version = 0  # bumped by every upsert/remove
         self._changes: deque[tuple[int, int]] = deque(maxlen=max(1, self.config.change_log))
@@ -133,12 +136,14 @@ class Matcher:
             self.rows[profile.id] = row
             self.statements.append([])
             self.domain_sets.append(set())
+            self.category_topics.append({})
         features = extract(profile, self.taxonomy, statement_weight=self.config.statement_weight)
         self.terms.set_row(row, features.terms)
         self.graph.set_row(row, features.own_keys, features.partners)
         self.store.set_row(row, profile, features)
         self.statements[row] = profile_statements(profile)
         self.domain_sets[row] = features.domains
+        self.category_topics[row] = features.category_topics
         if self.encoder is not None:
             self.vectors = _grow(self.vectors, row + 1)  # type: ignore[assignment]
             self.vectors[row] = embed_document(self.encoder, profile_text(profile))
@@ -157,6 +162,7 @@ class Matcher:
         self.store.clear_row(row)
         self.statements[row] = []
         self.domain_sets[row] = set()
+        self.category_topics[row] = {}
         self._changed(row)
 
     def compact(self) -> None:
@@ -254,12 +260,10 @@ class Matcher:
     def _scaled(self, raw: Mapping[str, V], maxima: Mapping[str, tuple[float, int]]) -> dict[str, V]:
         return {s: scale(s, v, maxima[s][0]) if s in NORMALISED else v for s, v in raw.items()}
 
-    def scores(
-        self, target: Target
-    ) -> tuple[FloatArray, npt.NDArray[np.bool_], dict[str, FloatArray], dict[str, float]]:
-        """Final score per row (ineligible rows -1), the mask, the signals and the query.
+    def scores(self, target: Target) -> tuple[FloatArray, npt.NDArray[np.bool_], dict[str, FloatArray], TargetState]:
+        """Final score per row (ineligible rows -1), the mask, the signals and the target's state.
 
-        The target's state (plan, normalisers, seeds) is kept on the way for cheap rescoring.
+        The state (query, normalisers, second-stage seeds) is also kept for cheap rescoring.
         """
         n = self.store.n_rows
         mask = self.store.mask(target.programme)
@@ -272,21 +276,26 @@ class Matcher:
             eligible = np.flatnonzero(mask)
             k = min(self.config.seeds, eligible.size)
             seeds = eligible[np.argpartition(-stage1[eligible], k - 1)[:k]]
+            # A seed weighs its first-stage score: one that scored 0 spreads nothing, so it is not one.
+            seeds = seeds[stage1[seeds] > 0]
             spread = self.graph.spread(seeds.astype(np.int64), stage1[seeds], n)
             spread[seeds] = np.maximum(spread[seeds], 0.0)
             state.maxima["network"] = maximum(spread, mask)
             signals["network"] = scale("network", spread, state.maxima["network"][0])
             state.network = True
             state.seeds = {int(r): float(stage1[r]) for r in seeds}
-            state.min_seed = float(stage1[seeds].min())
-            state.full_seeds = k == self.config.seeds
+            state.min_seed = float(stage1[seeds].min()) if seeds.size else math.inf
+            state.full_seeds = seeds.size == self.config.seeds
+            c = min(2 * k, eligible.size)
+            state.contenders = eligible[np.argpartition(-stage1[eligible], c - 1)[:c]].tolist()
+            state.live_rows = self.terms.live_rows
             # The seeds' partner lists, for the network signal of one changed row (graph.spread_to).
             state.seed_keys = {int(r): list(self.graph.row_keys.get(int(r), [])) for r in seeds}
             state.seed_listed = {int(r): self.graph.listed.row_counts(int(r)) for r in seeds}
         self._remember(state)
         final = np.clip(fuse(self.config.weights, signals, np.zeros(n)), 0.0, 1.0)
         final[~mask] = -1.0
-        return final, mask, signals, state.query
+        return final, mask, signals, state
 
     # ---- cheap rescoring when one company changes (see scoring.py) -----------------------------
     @staticmethod
@@ -368,6 +377,8 @@ class Matcher:
             # idf moved with every upsert: re-read the text maximum under the current idf.
             at = state.maxima["text"][1]
             state.maxima["text"] = (float(self._raw(state, at)["text"]), at)
+        if state.network and not self._reseed(state):
+            return None, "idf moved and the second-stage seeds reordered"
         score: float | None = None
         # Every change since the state was taken must leave the normalisers and seeds alone.
         for r in dict.fromkeys([*changed, row]):
@@ -378,6 +389,20 @@ class Matcher:
                 score = value
         state.version = self.version
         return score, ""
+
+    def _stage1_row(self, state: TargetState, row: int) -> float:
+        return fuse(self.config.weights, self._scaled(self._raw(state, row), state.maxima), 0.0)
+
+    def _reseed(self, state: TargetState) -> bool:
+        """Re-score the seed contenders under the current idf; False when the seeds would change."""
+        fresh = {r: self._stage1_row(state, r) for r in state.contenders if self.store.eligible_row(r, state.programme)}
+        best = [r for r in sorted(fresh, key=lambda r: -fresh[r])[: len(state.seeds)] if fresh[r] > 0]
+        if set(best) != set(state.seeds):
+            return False
+        state.seeds = {r: fresh[r] for r in state.seeds}
+        state.min_seed = min(state.seeds.values())
+        state.live_rows = self.terms.live_rows
+        return True
 
     def _score_row(self, state: TargetState, row: int) -> tuple[float | None, str]:
         """One row's final score under the stored normalisers and seeds; -1 when not eligible.
@@ -394,7 +419,7 @@ class Matcher:
         signals = self._scaled(raw, state.maxima)
         if state.network:
             first = fuse(self.config.weights, signals, 0.0)
-            if not state.full_seeds or first >= state.min_seed:
+            if first > 0 and (not state.full_seeds or first >= state.min_seed):
                 return None, "enters the second-stage seeds"
             spread = self.graph.spread_to(row, state.seeds, state.seed_keys, state.seed_listed)
             if spread > state.maxima["network"][0] + 1e-12:
@@ -426,7 +451,7 @@ class Matcher:
         """The ``top_n`` best eligible companies for the target, best first, with reasons."""
         if self.store.n_rows == 0 or top_n <= 0:
             return []
-        final, mask, signals, query = self.scores(target)
+        final, mask, signals, state = self.scores(target)
         eligible = np.flatnonzero(mask)
         if eligible.size == 0:
             return []
@@ -434,7 +459,7 @@ class Matcher:
         best = eligible[np.argpartition(-final[eligible], k - 1)[:k]]
         # Stable order: score, then id, so equal scores do not reshuffle between runs.
         ordered = sorted(best.tolist(), key=lambda r: (-final[r], self.store.ids[r]))
-        context = Explainer(self, target, query, signals)
+        context = Explainer(self, target, state, signals)
         return [context.suggestion(r, i + 1, float(final[r])) for i, r in enumerate(ordered)]
 
     def idf(self, term: str) -> float:

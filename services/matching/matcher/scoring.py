@@ -19,6 +19,11 @@ since the state was taken is checked this way (the Matcher keeps a bounded log o
 state older than the log, a changed target, or a compaction of the text index — which moves the BM25
 length normaliser — also force the full path).
 
+A company that registers or leaves changes the number of companies, so every term's idf moves a
+little and the first-stage order of near-tied seeds can swap (which moves everybody's network
+signal): then the contenders for the seeds (the best 2 x seeds of the first stage) are re-scored, and
+the full path is taken when the seeds are no longer the best of them.
+
 What stays approximate, on purpose: BM25 idf depends on document frequencies, so every upsert shifts
 every other company's raw text score by a tiny amount. The cheap path recomputes the changed company
 and the text maximum exactly, but compares against the *published* scores of the others (which is
@@ -65,6 +70,8 @@ class TargetState:
     seed_listed: dict[int, dict[str, float]] = field(default_factory=dict)  # seed -> partner key counts
     min_seed: float = math.inf  # lowest first-stage score among the seeds
     full_seeds: bool = False  # True when there were at least ``seeds`` eligible rows
+    contenders: list[int] = field(default_factory=list)  # the best 2 x seeds first-stage rows (seeds included)
+    live_rows: int = 0  # companies in the text index when the seeds were chosen (idf's N)
     network: bool = False  # the second stage ran for this target
 
     def fragile_rows(self) -> set[int]:

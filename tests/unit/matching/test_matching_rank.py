@@ -57,8 +57,29 @@ def test_reasons_name_domains_capabilities_and_terms(matcher: Matcher, sonar_tar
     assert ("sonar signal processing", "underwater acoustic sonar signal processing") in pairs
     assert all(0.0 <= m.similarity <= 1.0 for m in reasons.capability_matches)
     assert "sonar" in reasons.top_terms
-    assert set(reasons.signals) >= {"text", "domain", "experience"}
+    assert set(reasons.signals) >= {"text", "network"}
     assert "OTHER" in reasons.eligibility and reasons.summary.startswith(best.company_name)
+
+
+def test_every_contributing_signal_is_said_in_words(matcher: Matcher) -> None:
+    """Category and network evidence name the earlier topics and the partners behind them."""
+    target = Target(
+        target_type="call",
+        id="EDF-2025-DA-UWW-SYN",
+        title="Underwater sonar and autonomous underwater vehicles for mine countermeasures",
+        programme="EDF",
+        description="Sonar signal processing, autonomous underwater vehicles, naval integration.",
+    )
+    ranked = matcher.rank(target, top_n=20)
+    with_category = [s for s in ranked if s.reasons.signals.get("category", 0) > 0]
+    with_network = [s for s in ranked if s.reasons.signals.get("network", 0) > 0]
+    assert with_category and with_network
+    for s in with_category:
+        assert "earlier UWW topic" in s.reasons.summary and "EDF-2022-RA-UWW-UTS" in s.reasons.summary
+    for s in with_network:
+        assert "worked before with " in s.reasons.summary
+    # Signals that do not contribute (weight 0) are neither scored nor shown.
+    assert all({"experience", "domain", "coordinator"}.isdisjoint(s.reasons.signals) for s in ranked)
 
 
 def test_upsert_changes_next_ranking(matcher: Matcher, sonar_target: Target) -> None:

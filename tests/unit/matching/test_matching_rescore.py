@@ -24,7 +24,8 @@ def test_unchanged_outside_top_n_is_cheap(matcher: Matcher, sonar_target: Target
     changed = company("be_cyber", "BE", ["network intrusion detection", "security operations centre"])
     matcher.upsert(changed)
     check = matcher.rescore_check(sonar_target, "be_cyber", current, top_n=5)
-    assert check.path == "cheap" and not check.changed and check.position is None
+    assert check.path == "cheap", check.reason
+    assert not check.changed and check.position is None
     assert _position(_published(matcher, sonar_target, 5), "be_cyber") is None
     assert not matcher.would_change(sonar_target, "be_cyber", current, top_n=5)
 
