@@ -54,7 +54,7 @@ class ServiceRuntime:
         self.relay = OutboxRelay(self.db, settings.kafka, service=name, poll_interval_s=settings.outbox_poll_interval_s)
         self.uow.on_commit(self.relay.wake)
         self.broker = KafkaBroker(
-            settings.kafka.bootstrap_servers,
+            settings.kafka.servers,
             client_id=f"bondgenoot-{name}",
             request_timeout_ms=settings.kafka.request_timeout_ms,
             acks="all",

@@ -35,6 +35,11 @@ class KafkaSettings(BaseSettings):
     sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME")
     sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD")
 
+    @property
+    def servers(self) -> list[str]:
+        """The bootstrap servers as a list: FastStream takes a string as *one* server, so "a:1,b:2" would fail."""
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
     def topic(self, name: str) -> str:
         """The physical topic name for a logical one (the prefix isolates tests and tenants)."""
         return f"{self.topic_prefix}{name}"
