@@ -118,11 +118,29 @@ node_dir() {
     if [[ "$1" == single ]]; then printf '%s\n' "$d"; else printf '%s/node%s\n' "$d" "$2"; fi
 }
 
+# Cluster ports: 19092/29092/39092 (controllers +1), or, with KAFKA_CLUSTER_BASE_PORT=B, node N listens
+# on B+10(N-1) and its controller on the port after it (a second cluster beside the default one).
 broker_port() {
-    if [[ "$1" == single ]]; then echo "${KAFKA_PORT:-9092}"; else echo $(( $2 * 10000 + 9092 )); fi
+    if [[ "$1" == single ]]; then echo "${KAFKA_PORT:-9092}"
+    elif [[ -n "${KAFKA_CLUSTER_BASE_PORT:-}" ]]; then echo $(( KAFKA_CLUSTER_BASE_PORT + 10 * ($2 - 1) ))
+    else echo $(( $2 * 10000 + 9092 )); fi
 }
 controller_port() {
-    if [[ "$1" == single ]]; then echo "${KAFKA_CONTROLLER_PORT:-9093}"; else echo $(( $2 * 10000 + 9093 )); fi
+    if [[ "$1" == single ]]; then echo "${KAFKA_CONTROLLER_PORT:-9093}"
+    else echo $(( $(broker_port "$1" "$2") + 1 )); fi
+}
+# KAFKA_PROXIED_LISTENER=1 adds a listener PROXIED on broker port + 2 that advertises broker port + 3:
+# clients that bootstrap there are told to connect to +3, where a fault-injecting proxy forwards to +2
+# (tests/chaos). Kafka answers metadata per listener, so only those clients take the detour.
+proxied_port() { echo $(( $(broker_port "$1" "$2") + 2 )); }
+proxied_advertised_port() { echo $(( $(broker_port "$1" "$2") + 3 )); }
+proxied() { [[ "${KAFKA_PROXIED_LISTENER:-0}" == 1 ]]; }
+
+node_ports() {  # MODE ID -> the ports a node listens on
+    local ports
+    ports="$(broker_port "$1" "$2") $(controller_port "$1" "$2")"
+    if proxied; then ports+=" $(proxied_port "$1" "$2")"; fi
+    printf '%s\n' "$ports"
 }
 
 bootstrap_servers() {
@@ -175,13 +193,19 @@ write_server_properties() {  # MODE ID
         if [[ "$mode" == single ]]; then
             echo "controller.quorum.bootstrap.servers=127.0.0.1:$cport"
         else
-            echo "controller.quorum.voters=1@127.0.0.1:19093,2@127.0.0.1:29093,3@127.0.0.1:39093"
+            echo "controller.quorum.voters=1@127.0.0.1:$(controller_port "$mode" 1),2@127.0.0.1:$(controller_port "$mode" 2),3@127.0.0.1:$(controller_port "$mode" 3)"
         fi
-        echo "listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport"
-        echo "advertised.listeners=PLAINTEXT://127.0.0.1:$bport"
+        if proxied; then
+            echo "listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport,PROXIED://127.0.0.1:$(proxied_port "$mode" "$id")"
+            echo "advertised.listeners=PLAINTEXT://127.0.0.1:$bport,PROXIED://127.0.0.1:$(proxied_advertised_port "$mode" "$id")"
+            echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT"
+        else
+            echo "listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport"
+            echo "advertised.listeners=PLAINTEXT://127.0.0.1:$bport"
+            echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+        fi
         echo "controller.listener.names=CONTROLLER"
         echo "inter.broker.listener.name=PLAINTEXT"
-        echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
         echo "log.dirs=$dir/data"
         echo "num.partitions=3"
         echo "auto.create.topics.enable=false"
@@ -498,7 +522,7 @@ cmd_up() {
     # ports of the nodes we are about to start must be free
     for id in "${missing[@]}"; do
         local p
-        for p in "$(broker_port "$mode" "$id")" "$(controller_port "$mode" "$id")"; do
+        for p in $(node_ports "$mode" "$id"); do
             port_in_use "$p" && die "port $p is already in use by another process (see: ss -ltnp 'sport = :$p')"
         done
     done
@@ -510,7 +534,7 @@ cmd_up() {
     local -a fmt_pids=()
     for id in "${missing[@]}"; do
         dir="$(node_dir "$mode" "$id")"
-        ports_now="$(broker_port "$mode" "$id") $(controller_port "$mode" "$id")"
+        ports_now="$(node_ports "$mode" "$id")"
         if [[ -f "$dir/data/meta.properties" && -f "$dir/ports" ]]; then
             ports_then="$(<"$dir/ports")"
             [[ "$ports_now" == "$ports_then" ]] \
