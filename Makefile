@@ -4,7 +4,10 @@ PYTHON ?= .venv/bin/python
 DATA ?= ../shared/data/edf/edf_calls.json
 EVAL ?= EDF-2023
 
-.PHONY: run test lint contracts node-deps kafka-up kafka-down kafka-cluster-up bench bench-matching bench-matching-limits bench-scale venv
+DURATION ?= 300
+MATCHING_REPLICAS ?= 1
+
+.PHONY: run test lint contracts node-deps kafka-up kafka-down kafka-cluster-up bench bench-matching bench-matching-limits bench-scale venv chaos chaos-ci
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -25,8 +28,18 @@ tests/contracts/node_modules/.installed: tests/contracts/package-lock.json tests
 	touch $@
 
 ## Every test: unit, integration and end-to-end, against a real Kafka broker and PostgreSQL.
+## (The fault suite needs minutes and root; it is `make chaos-ci`, its own step of .ci/run.)
 test: venv node-deps
-	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15
+	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 -m "not chaos"
+
+## The fault suite: own 3-broker cluster + PostgreSQL, all services, load, every fault; last line is JSON.
+## make chaos DURATION=600 is the soak; MATCHING_REPLICAS=2 once matching scales out (issue 13 §1). Needs root.
+chaos: venv
+	CHAOS_MATCHING_REPLICAS=$(MATCHING_REPLICAS) $(PYTHON) -m tests.chaos --duration $(DURATION)
+
+## CI's short fault run (every kind once, ~2 min of load) and the checker's own test (a lossy consumer).
+chaos-ci: venv
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/chaos -m chaos
 
 lint: venv
 	.venv/bin/ruff check shared services tests bench deploy

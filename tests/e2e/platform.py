@@ -27,6 +27,8 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    # The entry point; ``services.<name>`` unless a test runs a variant (tests/chaos/lossy.py).
+    module: str = ""
 
     @property
     def url(self) -> str:
@@ -35,7 +37,7 @@ class ServiceProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.name}"],
+            [sys.executable, "-m", self.module or f"services.{self.name}"],
             cwd=ROOT,
             env=self.env,
             stdout=log,

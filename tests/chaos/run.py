@@ -1,0 +1,144 @@
+"""One fault run: start everything, load it, inject the faults, drain, check, print the JSON line.
+
+    python -m tests.chaos [--duration 600] [--short] [--faults partition,pause] [--variant lossy]
+
+The last line printed is the report as one JSON object; the exit code is 0 only when it says ``ok``.
+Logs of every service stay in ``.data/chaos/<run>/logs`` for the post-mortem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.calls.replay.server import ReplayServer
+from tests.chaos.checker import Report, check
+from tests.chaos.collect import consumer_lag, observe
+from tests.chaos.faults import KINDS, FaultRunner, schedule
+from tests.chaos.load import Endpoints, Load, Rates
+from tests.chaos.platform import ChaosPlatform, Topology, default_work_dir
+
+log = logging.getLogger("chaos")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    duration_s: float = 600.0
+    short: bool = False
+    kinds: tuple[str, ...] = KINDS
+    topology: Topology = field(default_factory=Topology)
+    warmup_s: float = 20.0
+    drain_timeout_s: float = 240.0
+    # The lossy variant's test kills the alerts replicas right after load bursts; the others cycle all kinds.
+    fault_kill_targets: tuple[str, ...] = ()
+
+
+async def _run(config: RunConfig, work_dir: Path) -> Report:
+    portal = ReplayServer(rows=[]).start()
+    platform = ChaosPlatform(config.topology, work_dir, portal)
+    started = time.monotonic()
+    try:
+        log.info(
+            "starting the cluster, PostgreSQL, sinks and %d service processes ...", len(config.topology.replicas())
+        )
+        await asyncio.to_thread(platform.start)
+        log.info(
+            "platform up in %.0fs (Kafka %s, PostgreSQL :%d, logs %s)",
+            time.monotonic() - started,
+            platform.kafka.bootstrap,
+            platform.pg.port,
+            platform.logs,
+        )
+        load = Load(
+            Endpoints(platform.url, admin_token=platform.admin_token, webhook_url=platform.receiver.url),
+            portal,
+            rates=Rates(),
+        )
+        await load.setup(time.monotonic() + 60)
+        stop = asyncio.Event()
+        load_task = asyncio.create_task(load.run(stop, lambda: consumer_lag(platform.kafka.bootstrap)))
+        t0 = time.monotonic()
+        wall0 = time.time()
+        await asyncio.sleep(config.warmup_s)
+        faults = schedule(platform, short=config.short, only=list(config.kinds))
+        if config.fault_kill_targets:
+            faults = [f for f in faults if f.kind != "service-kill" or f.target in config.fault_kill_targets]
+        runner = FaultRunner(platform, load)
+        results = await runner.run(faults, until=t0 + config.duration_s)
+        rest = t0 + config.duration_s - time.monotonic()
+        if rest > 0:
+            await asyncio.sleep(rest)
+        stop.set()
+        await load_task
+        duration = time.time() - wall0
+        await load.aclose()
+        log.info(
+            "load stopped after %.0fs: %d writes acknowledged, %d failed; draining ...",
+            duration,
+            len(load.ledger.acks),
+            load.ledger.failed,
+        )
+        obs = await observe(platform, drain_timeout=config.drain_timeout_s)
+        windows = [(r.started_at, r.recovered_at or r.healed_at) for r in results]
+        report = check(obs, load.ledger, duration_s=duration, faults=[r.public() for r in results], windows=windows)
+        report.summary["load_paused_s"] = round(load.paused_s)
+        for name, examples in report.findings.examples.items():
+            for example in examples:
+                log.warning("%s: %s", name, example)
+        if load.ledger.failures:
+            log.info("writes not acknowledged (expected during faults): %s", load.ledger.failures)
+        return report
+    finally:
+        await asyncio.to_thread(platform.stop)
+        portal.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.chaos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds of load (faults cycle until then)")
+    parser.add_argument("--short", action="store_true", help="CI: hold each fault only as long as it needs")
+    parser.add_argument("--faults", default=",".join(KINDS), help=f"comma-separated kinds of {KINDS}")
+    parser.add_argument("--kill", default="", help="only these processes for service-kill (e.g. alerts-1,alerts-2)")
+    parser.add_argument(
+        "--variant",
+        choices=("real", "lossy"),
+        default="real",
+        help="lossy: alerts consumer acks first (the checker must fail the run)",
+    )
+    parser.add_argument("--warmup", type=float, default=20.0)
+    parser.add_argument("--work-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "mail.log", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # SIGTERM (a CI timeout, kill <pid>) tears down like Ctrl-C: no broker, database or service is left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
+    topology = Topology.from_env()
+    if args.variant == "lossy":
+        topology = replace(topology, alerts_module="tests.chaos.lossy")
+    config = RunConfig(
+        duration_s=args.duration,
+        short=args.short,
+        kinds=tuple(k for k in args.faults.split(",") if k),
+        topology=topology,
+        warmup_s=args.warmup,
+        fault_kill_targets=tuple(k for k in args.kill.split(",") if k),
+    )
+    work_dir = args.work_dir or default_work_dir() / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    report = asyncio.run(_run(config, work_dir))
+    print(json.dumps(report.summary), flush=True)
+    return 0 if report.ok else 1

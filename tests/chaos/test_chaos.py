@@ -1,0 +1,80 @@
+"""The fault suite in CI: a short run with every fault kind must lose nothing; a lossy consumer must be caught.
+
+Each test runs ``python -m tests.chaos`` (its own three-broker cluster, PostgreSQL, services and sinks)
+and reads the JSON line it ends with. Marked ``chaos``: ``make test`` leaves them out, ``make chaos-ci``
+(a step of ``.ci/run``) runs them; they need root for nftables.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chaos.faults import KINDS
+from tests.infra import ROOT
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(2400)]
+
+MUST_BE_ZERO = (
+    "lost",
+    "reordered",
+    "missing_alerts",
+    "duplicate_alerts",
+    "unexpected_alerts",
+    "undelivered",
+    "dlq_records",
+    "consumer_lag",
+)
+
+
+def run_suite(*args: str, log: Path) -> tuple[int, dict[str, Any]]:
+    with log.open("w") as err:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tests.chaos", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            timeout=2300,
+            check=False,
+        )
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
+        pytest.fail(f"the suite printed no report (exit {proc.returncode}):\n{tail}")
+    print(lines[-1])  # the JSON line, in the test output
+    return proc.returncode, json.loads(lines[-1])
+
+
+def test_every_fault_kind_under_load_loses_nothing(tmp_path: Path) -> None:
+    rc, report = run_suite("--duration", "120", "--short", log=tmp_path / "chaos.log")
+    assert {f["kind"] for f in report["faults"]} == set(KINDS), report["faults"]
+    assert all(f["recovery_s"] is not None for f in report["faults"]), report["faults"]
+    assert {k: report[k] for k in MUST_BE_ZERO} == dict.fromkeys(MUST_BE_ZERO, 0)
+    # A run that did nothing would pass the checks above: make sure the load really flowed.
+    assert report["ops_acked"] > 100 and report["alerts"] > 50 and report["deliveries"] > 20, report
+    assert rc == 0 and report["ok"]
+
+
+def test_checker_catches_an_alerts_consumer_that_acks_first(tmp_path: Path) -> None:
+    rc, report = run_suite(
+        "--duration",
+        "45",
+        "--warmup",
+        "15",
+        "--short",
+        "--variant",
+        "lossy",
+        "--faults",
+        "service-kill",
+        "--kill",
+        "alerts-1,alerts-2",
+        log=tmp_path / "chaos-lossy.log",
+    )
+    assert report["missing_alerts"] > 0, report
+    assert rc != 0 and not report["ok"]
