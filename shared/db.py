@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+# Any constant will do: advisory locks are per database, and only create_tables takes this one.
+SCHEMA_LOCK_ID = 0x0B0D_5C4E
+
 
 def async_url(url: str) -> str:
     """Accept plain ``postgresql://`` / ``sqlite://`` URLs and pick the async driver."""
@@ -40,10 +43,16 @@ class Database:
         self._tables: list[Table] = [model.__table__ for model in tables]  # type: ignore[attr-defined]
 
     async def create_tables(self) -> None:
-        """Create this service's tables (and only these) if they do not exist yet."""
+        """Create this service's tables (and only these) if they do not exist yet.
+
+        On PostgreSQL a transaction-scoped advisory lock serialises replicas that start together:
+        concurrent ``CREATE TABLE`` statements otherwise fail on the catalog's unique index.
+        """
         async with self.engine.begin() as conn:
             if self.is_sqlite:
                 await conn.execute(text("PRAGMA journal_mode=WAL"))
+            else:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_ID})
             await conn.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=self._tables))
 
     async def ping(self) -> None:
