@@ -36,6 +36,7 @@ async def read_topics(bootstrap: str, topics: list[str]) -> dict[str, list[Event
     await consumer.start()
     out: dict[str, list[Event]] = {t: [] for t in topics}
     try:
+        await consumer.topics()  # a consumer without a subscription has no metadata until asked
         parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
@@ -93,15 +94,19 @@ async def consumer_lag(bootstrap: str) -> dict[str, int]:
     await admin.start()
     await consumer.start()
     try:
+        # Without metadata partitions_for_topic() answers None and every lag would read as 0.
+        await consumer.topics()
         groups = [str(g[0]) for g in await admin.list_consumer_groups()]
         lag: dict[str, int] = {}
         for group in groups:
             committed = await admin.list_consumer_group_offsets(group)
             topics = {tp.topic for tp in committed}
-            parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-            if not parts:
+            if not topics:
                 lag[group] = 0
                 continue
+            parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+            if not parts:
+                raise RuntimeError(f"no partition metadata for {sorted(topics)}: cannot tell the lag of {group}")
             ends = await consumer.end_offsets(parts)
             starts = await consumer.beginning_offsets(parts)
             total = 0

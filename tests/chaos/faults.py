@@ -81,7 +81,7 @@ def schedule(platform: ChaosPlatform, *, short: bool, only: list[str] | None = N
 class FaultRunner:
     platform: ChaosPlatform
     load: Load
-    recovery_timeout_s: float = 180.0
+    recovery_timeout_s: float = 300.0
     kafka_delay_s: float = 0.25
     pg_delay_s: float = 0.05
     results: list[FaultResult] = field(default_factory=list)

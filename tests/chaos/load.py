@@ -101,9 +101,9 @@ class Ledger:
 class Rates:
     """Writes per second of each loop (the whole load is a few writes a second: the machine has 2 cores)."""
 
-    companies: float = 1.0
-    projects: float = 0.5
-    call_polls: float = 0.2
+    companies: float = 0.7
+    projects: float = 0.35
+    call_polls: float = 0.15
     max_companies: int = 150
     # Every company change re-scores every open target in matching: keep the open set small.
     max_open_projects: int = 8
@@ -402,7 +402,7 @@ class Load:
                     if paused_since is not None:
                         self.paused_s += time.monotonic() - paused_since
                     paused_since = None
-            await _pause(stop, 2.0)
+            await _pause(stop, 3.0)
         if paused_since is not None:
             self.paused_s += time.monotonic() - paused_since
         self.flowing.set()

@@ -171,7 +171,9 @@ class ChaosPlatform:
             "ALERTS_SMTP_HOST": "127.0.0.1",
             "ALERTS_SMTP_PORT": str(self.smtp.port),
             "ALERTS_SMTP_TLS": "none",
-            "ALERTS_RETRY_DELAYS": "1,2,4,8,16",
+            # Three short retry levels (each level is a consumer per channel and replica: keep the count low).
+            "ALERTS_RETRY_DELAYS": "1,3,9",
+            "ALERTS_DELIVERY_WORKERS": "2",
             "ALERTS_WEBHOOK_TIMEOUT": "5",
             # Ten suggestions per target (the default is 20) halves the alert fan-out the 2 shared cores must carry.
             "MATCHING_TOP_N": "10",

@@ -104,7 +104,9 @@ def test_an_older_revision_after_a_newer_one_is_reordered() -> None:
 def test_a_redelivered_event_is_neither_lost_nor_reordered() -> None:
     obs, ledger = clean_run()
     first = obs.events["projects.v1"][0]
-    obs.events["projects.v1"].append(Event(first.topic, 0, next(_offsets), first.key, first.id, first.type, T0, first.data))
+    obs.events["projects.v1"].append(
+        Event(first.topic, 0, next(_offsets), first.key, first.id, first.type, T0, first.data)
+    )
     assert run(obs, ledger)["ok"]
 
 
