@@ -137,10 +137,32 @@ class Outcome(enum.Enum):
 _TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 
+# SQLSTATEs of a server that cannot serve us right now (class 08: connection exception; 57P01-57P03:
+# shutting down, crashed, starting up; 53300: too many connections). asyncpg raises them as plain
+# PostgresErrors, which SQLAlchemy wraps as a bare DBAPIError: without this a restarting database
+# sent healthy records to the DLQ (found by the fault suite's pg-restart).
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def _sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a driver error, wherever it sits in the chain (SQLAlchemy's ``orig``, ``__cause__``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str) and code:
+            return code
+        current = getattr(current, "orig", None) or current.__cause__
+    return ""
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, _TRANSIENT_DB_ERRORS)
+    if isinstance(exc, _TRANSIENT_DB_ERRORS):
+        return True
+    return _sqlstate(exc).startswith(_TRANSIENT_SQLSTATE_PREFIXES)
 
 
 class EventProcessor:

@@ -18,9 +18,10 @@ from faststream.kafka.annotations import KafkaMessage
 
 import shared.runtime
 from services.alerts.bootstrap import SUGGESTIONS_GROUP, build
-from shared.consumer import EventProcessor, _raw_decoder, subscribe
+from shared.consumer import EventProcessor
 from shared.http import serve
 from shared.settings import KafkaSettings
+from shared.subscription import _raw_decoder, subscribe
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ _in_flight: set[asyncio.Task[None]] = set()
 def ack_first_subscribe(
     broker: KafkaBroker, processor: EventProcessor, *, topics: list[str], kafka: KafkaSettings, **options: Any
 ) -> None:
-    """``shared.consumer.subscribe`` for every consumer but the suggestions one, which acks first."""
+    """``shared.subscription.subscribe`` for every consumer but the suggestions one, which acks first."""
     if processor.consumer != SUGGESTIONS_GROUP:
         subscribe(broker, processor, topics=topics, kafka=kafka, **options)
         return
