@@ -22,6 +22,16 @@ log = logging.getLogger(__name__)
 READ_TOPICS = ("companies.v1", "projects.v1", "calls.v1", "suggestions.v1", "alerts.v1")
 
 
+async def partitions(consumer: AIOKafkaConsumer, topics: list[str] | set[str]) -> list[TopicPartition]:
+    """Every partition of ``topics``, from fresh cluster metadata.
+
+    A consumer without a subscription has no metadata of its own: ``partitions_for_topic`` answers
+    None, and every lag would silently read as 0.
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(t, p) for t in sorted(topics) for p in sorted(cluster.partitions_for_topic(t) or ())]
+
+
 def _epoch(value: Any) -> float:
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
@@ -36,8 +46,7 @@ async def read_topics(bootstrap: str, topics: list[str]) -> dict[str, list[Event
     await consumer.start()
     out: dict[str, list[Event]] = {t: [] for t in topics}
     try:
-        await consumer.topics()  # a consumer without a subscription has no metadata until asked
-        parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        parts = await partitions(consumer, topics)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
@@ -72,7 +81,7 @@ async def dlq_counts(bootstrap: str) -> dict[str, int]:
     await consumer.start()
     try:
         topics = [t for t in await consumer.topics() if t.endswith(".dlq")]
-        parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        parts = await partitions(consumer, topics)
         ends = await consumer.end_offsets(parts) if parts else {}
         starts = await consumer.beginning_offsets(parts) if parts else {}
     finally:
@@ -94,8 +103,6 @@ async def consumer_lag(bootstrap: str) -> dict[str, int]:
     await admin.start()
     await consumer.start()
     try:
-        # Without metadata partitions_for_topic() answers None and every lag would read as 0.
-        await consumer.topics()
         groups = [str(g[0]) for g in await admin.list_consumer_groups()]
         lag: dict[str, int] = {}
         for group in groups:
@@ -104,7 +111,7 @@ async def consumer_lag(bootstrap: str) -> dict[str, int]:
             if not topics:
                 lag[group] = 0
                 continue
-            parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+            parts = await partitions(consumer, topics)
             if not parts:
                 raise RuntimeError(f"no partition metadata for {sorted(topics)}: cannot tell the lag of {group}")
             ends = await consumer.end_offsets(parts)

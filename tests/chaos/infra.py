@@ -112,15 +112,13 @@ class KafkaCluster:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
         await consumer.start()
         try:
-            parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or set())]
+            cluster = await consumer._client.fetch_all_metadata()
+            parts = [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
             if not parts:
-                await consumer._client.force_metadata_update()
-                parts = [
-                    TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or set())
-                ]
+                raise InfraError(f"no partitions found for {topics}")
             ends = await consumer.end_offsets(parts)
             busiest = max(parts, key=lambda tp: ends[tp])
-            leader = consumer._client.cluster.leader_for_partition(busiest)
+            leader = cluster.leader_for_partition(busiest)
         finally:
             await consumer.stop()
         if leader is None or leader < 0:
