@@ -183,3 +183,9 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) is None
     assert percentile([5, 1, 3, 2, 4], 50) == 3
     assert percentile(list(range(1, 101)), 99) == 99
+
+
+def test_a_revision_acknowledged_twice_is_one_promise() -> None:
+    obs, ledger = clean_run()
+    ledger.acks += [Ack("call", "K1", 3, T0), Ack("call", "K1", 3, T0 + 5)]
+    assert run(obs, ledger)["lost"] == 1
