@@ -143,6 +143,7 @@ class Load:
         self.institute_token = ""
         self.calls = PortalCalls(portal, self.rng, max_open=rates.max_open_calls)
         self._n = 0
+        self._polling = asyncio.Lock()
         self.flowing = asyncio.Event()
         self.flowing.set()
         self.paused_s = 0.0
@@ -370,9 +371,14 @@ class Load:
     # --- calls ---
 
     async def poll_calls(self) -> bool:
-        """Change the portal, ask the watcher to poll it; on 2xx every call's current revision is acked."""
-        snapshot = self.calls.change()
-        r = await self._request("poll", "POST", "calls", "/calls/poll", token=self.endpoints.admin_token)
+        """Change the portal, ask the watcher to poll it; on 2xx every call's current revision is acked.
+
+        One poll at a time (the load's and the canary's): a change made while another poll is reading
+        the portal would be acknowledged for a revision that poll never saw.
+        """
+        async with self._polling:
+            snapshot = self.calls.change()
+            r = await self._request("poll", "POST", "calls", "/calls/poll", token=self.endpoints.admin_token)
         if r is None:
             return False
         for call_id, (rev, closed) in snapshot.items():
