@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -174,8 +175,9 @@ async def drain(platform: ChaosPlatform, *, timeout: float) -> tuple[dict[str, i
 async def observe(platform: ChaosPlatform, *, drain_timeout: float) -> Observations:
     lag, took = await drain(platform, timeout=drain_timeout)
     log.info("drained in %.0fs (lag %s)", took, {g: n for g, n in lag.items() if n} or 0)
-    # A last moment for receipts of deliveries that were marked delivered just now.
-    await asyncio.sleep(2)
+    # A last moment for receipts of deliveries marked delivered just now (longer for the lossy variant,
+    # whose late applies must have happened before its losses are counted).
+    await asyncio.sleep(float(os.environ.get("CHAOS_SETTLE_S", "2")))
     events = await read_topics(platform.kafka.bootstrap, list(READ_TOPICS))
     alerts, subs, deliveries = read_alerts_db(platform.pg.admin_url("alerts"))
     return Observations(

@@ -25,8 +25,9 @@ from shared.subscription import _raw_decoder, subscribe
 
 log = logging.getLogger(__name__)
 
-# Long enough that a kill during steady load always finds records acknowledged but not yet applied.
-APPLY_DELAY_S = 4.0
+# Long enough that a kill finds records acknowledged but not yet applied even when the load is light
+# (back-pressure pauses it while matching catches up): everything of the last 30 s is in flight.
+APPLY_DELAY_S = 30.0
 _in_flight: set[asyncio.Task[None]] = set()
 
 

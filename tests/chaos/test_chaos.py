@@ -8,6 +8,7 @@ and reads the JSON line it ends with. Marked ``chaos``: ``make test`` leaves the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.chaos.faults import KINDS
+from tests.chaos.lossy import APPLY_DELAY_S
 from tests.infra import ROOT
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(2400)]
@@ -32,11 +34,12 @@ MUST_BE_ZERO = (
 )
 
 
-def run_suite(*args: str, log: Path) -> tuple[int, dict[str, Any]]:
+def run_suite(*args: str, log: Path, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     with log.open("w") as err:
         proc = subprocess.run(
             [sys.executable, "-m", "tests.chaos", *args],
             cwd=ROOT,
+            env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -75,6 +78,8 @@ def test_checker_catches_an_alerts_consumer_that_acks_first(tmp_path: Path) -> N
         "--kill",
         "alerts-1,alerts-2",
         log=tmp_path / "chaos-lossy.log",
+        # Wait out the variant's apply delay before counting: what is missing then was lost, not late.
+        env={"CHAOS_SETTLE_S": str(APPLY_DELAY_S + 10)},
     )
     assert report["missing_alerts"] > 0, report
     assert rc != 0 and not report["ok"]
