@@ -28,7 +28,7 @@ tests/contracts/node_modules/.installed: tests/contracts/package-lock.json tests
 	touch $@
 
 ## Every test: unit, integration and end-to-end, against a real Kafka broker and PostgreSQL.
-## (The fault suite needs minutes and root; it is `make chaos-ci`, its own step of .ci/run.)
+## (The fault suite needs minutes and root: `make chaos-ci`.)
 test: venv node-deps
 	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 -m "not chaos"
 

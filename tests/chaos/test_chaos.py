@@ -2,7 +2,7 @@
 
 Each test runs ``python -m tests.chaos`` (its own three-broker cluster, PostgreSQL, services and sinks)
 and reads the JSON line it ends with. Marked ``chaos``: ``make test`` leaves them out, ``make chaos-ci``
-(a step of ``.ci/run``) runs them; they need root for nftables.
+runs them (to become a step of ``.ci/run``); they need root for nftables.
 """
 
 from __future__ import annotations
