@@ -7,7 +7,7 @@ EVAL ?= EDF-2023
 DURATION ?= 300
 MATCHING_REPLICAS ?= 1
 
-.PHONY: run test lint contracts node-deps kafka-up kafka-down kafka-cluster-up bench bench-matching bench-matching-limits bench-scale venv chaos chaos-ci
+.PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-portal bench-matching bench-matching-limits bench-scale venv chaos chaos-ci
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -48,6 +48,11 @@ lint: venv
 
 contracts: venv
 	$(PYTHON) -m shared.contracts
+
+## The portal's message catalogues: extract every _("…") into messages.pot and merge it into each language.
+messages: venv
+	.venv/bin/pybabel extract -F services/portal/babel.cfg -k N_ -k _ --no-location --omit-header --sort-output -o services/portal/locale/messages.pot .
+	.venv/bin/pybabel update -i services/portal/locale/messages.pot -d services/portal/locale --no-location --omit-header --no-fuzzy-matching
 
 kafka-up:
 	bash deploy/kafka/kafka.sh up single

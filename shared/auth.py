@@ -263,6 +263,9 @@ ACCESS_TABLE: tuple[Endpoint, ...] = (
     Endpoint("projects", "POST", "/projects/{project_id}/close", Access.OWN_PROJECT),
     Endpoint("projects", "GET", "/projects/{project_id}/suggestions", Access.PROJECT_INSIGHT),
     Endpoint("projects", "GET", "/projects/{project_id}/consortia", Access.PROJECT_INSIGHT),
+    Endpoint(
+        "projects", "GET", "/projects/{project_id}/suggestions/stream", Access.PROJECT_INSIGHT, "Server-Sent Events"
+    ),
     # calls
     Endpoint("calls", "POST", "/calls/poll", Access.ADMIN, "an operator action"),
     Endpoint("calls", "GET", "/calls", Access.PUBLIC),
@@ -277,14 +280,23 @@ ACCESS_TABLE: tuple[Endpoint, ...] = (
     Endpoint("alerts", "PUT", "/subscriptions/{company_id}", Access.OWN_COMPANY),
     Endpoint("alerts", "GET", "/subscriptions/{company_id}", Access.OWN_COMPANY),
     Endpoint("alerts", "GET", "/companies/{company_id}/alerts", Access.OWN_COMPANY),
+    Endpoint("alerts", "GET", "/companies/{company_id}/alerts/{alert_id}", Access.OWN_COMPANY),
     Endpoint("alerts", "GET", "/companies/{company_id}/alerts/stream", Access.OWN_COMPANY, "Server-Sent Events"),
     Endpoint("alerts", "GET", "/subscriptions/{company_id}/channels", Access.OWN_COMPANY),
     Endpoint("alerts", "PUT", "/subscriptions/{company_id}/channels/email", Access.OWN_COMPANY),
     Endpoint("alerts", "PUT", "/subscriptions/{company_id}/channels/webhook", Access.OWN_COMPANY, "secret shown once"),
     Endpoint("alerts", "DELETE", "/subscriptions/{company_id}/channels/{channel}", Access.OWN_COMPANY),
+    Endpoint(
+        "alerts", "POST", "/subscriptions/{company_id}/channels/webhook/test", Access.OWN_COMPANY, "one signed POST"
+    ),
     Endpoint("alerts", "GET", "/subscriptions/{company_id}/deliveries", Access.OWN_COMPANY),
     Endpoint("alerts", "GET", "/deliveries/{delivery_id}", Access.OWN_COMPANY, "the delivery's company"),
     Endpoint("alerts", "POST", "/deliveries/{delivery_id}/redeliver", Access.OWN_COMPANY, "the delivery's company"),
+    # every service (shared/ops.py)
+    *(
+        Endpoint(service, "GET", "/ops/dead-letters", Access.ADMIN, "records in the DLQs of what it consumes")
+        for service in ("registry", "projects", "calls", "matching", "alerts")
+    ),
 )
 """Every route that is not open. Open (no token ever needed): ``OPEN_PATHS`` and ``OPEN_PREFIXES``."""
 

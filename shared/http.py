@@ -16,6 +16,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel
 
 from shared.auth import AuthGuard, close_when_stopped
+from shared.ops import router as ops_router
 from shared.published_contracts import contracts_router, publish_openapi_31
 from shared.runtime import ServiceRuntime
 
@@ -70,7 +71,7 @@ def create_app(
     if auth is not None:
         app.state.auth = auth
         runtime.background(lambda stop: close_when_stopped(auth, stop))
-    for router in routers:
+    for router in (*routers, ops_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["operations"], summary="200 only when the database and Kafka answer")

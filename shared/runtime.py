@@ -67,6 +67,7 @@ class ServiceRuntime:
         self.dead_letters = DeadLetterPublisher(settings.kafka, client_id=f"{name}-dlq")
         self._extra_topics = extra_topics
         self.processors: list[EventProcessor] = []
+        self.consumed_topics: list[str] = []
         self._background: list[BackgroundTask] = []
         self._startup_hooks: list[Callable[[Database], Awaitable[object]]] = []
         self._reports: list[tuple[str, Callable[[], Mapping[str, Any]]]] = []
@@ -111,6 +112,7 @@ class ServiceRuntime:
             max_poll_interval_ms=max_poll_interval_ms,
         )
         self.processors.append(processor)
+        self.consumed_topics.extend(t for t in topics if t not in self.consumed_topics)
         return processor
 
     def before_consuming(self, hook: Callable[[Database], Awaitable[object]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
@@ -51,3 +52,15 @@ async def list_alerts(company_id: CompanyIdPath, request: Request, page: PageDep
     async with _uow(request)() as uow:
         rows, total = await domain.list_alerts(uow, company_id=company_id.lower(), limit=page.limit, offset=page.offset)
         return Page(items=[_alert(a) for a in rows], total=total, limit=page.limit, offset=page.offset)
+
+
+# ":uuid" matches at routing level only: ".../alerts/stream" (delivery_api) is not an alert id.
+@router.get("/companies/{company_id}/alerts/{alert_id:uuid}", response_model=AlertPublic, tags=["alerts"])
+async def get_alert(company_id: CompanyIdPath, alert_id: uuid.UUID, request: Request) -> AlertPublic:
+    """One alert of the company's inbox (the portal's opportunity page)."""
+    async with _uow(request)() as uow:
+        try:
+            alert = await domain.get_alert_or_raise(uow, company_id=company_id.lower(), alert_id=str(alert_id))
+            return _alert(alert)
+        except domain.AlertNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "alert not found") from exc

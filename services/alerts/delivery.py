@@ -583,3 +583,31 @@ class DeliveryService:
             await uow.session.exec(select(AlertLogEntry).where(col(AlertLogEntry.alert_id) == delivery.alert_id))
         ).one()
         return _alert_event_data(entry)
+
+
+# --- "send test" from the portal: one signed POST to the webhook, not recorded as a delivery ---
+
+TEST_EVENT_TYPE = "bondgenoot.webhook.test.v1"
+
+
+async def send_test_webhook(uow: UnitOfWork, sender: WebhookSender, *, company_id: str) -> Outcome:
+    """POST a signed test CloudEvent to the company's webhook now, exactly as alerts are signed.
+
+    Raises :class:`SubscriptionNotFound` / :class:`ChannelNotFound` when there is no webhook to test.
+    """
+    subscription = await uow.session.get(Subscription, company_id)
+    if subscription is None:
+        raise SubscriptionNotFound(company_id)
+    row = await uow.session.get(SubscriptionChannel, (company_id, "webhook"))
+    if row is None or not row.url or not row.signing_secret:
+        raise ChannelNotFound("webhook")
+    event = CloudEvent(
+        source="/services/alerts",
+        type=TEST_EVENT_TYPE,
+        subject=company_id,
+        data={"message": "A test from Bondgenoot: your webhook receives and can verify alerts."},
+    )
+    body = event.model_dump_json().encode()
+    return await sender.post(
+        row.url, secret=row.signing_secret, body=body, event_id=event.id, delivery_id="test", attempt=1
+    )

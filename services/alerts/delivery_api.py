@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel
 
 from services.alerts import delivery as domain
 from services.alerts.delivery import DeliveryService
@@ -155,6 +156,33 @@ async def delete_channel(company_id: CompanyIdPath, channel: ChannelName, reques
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {channel} channel") from exc
         await uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookTestResult(BaseModel):
+    ok: bool
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+
+
+@router.post(
+    "/subscriptions/{company_id}/channels/webhook/test",
+    response_model=WebhookTestResult,
+    tags=["channels"],
+    dependencies=OwnCompany,
+)
+async def test_webhook_channel(company_id: CompanyIdPath, request: Request) -> WebhookTestResult:
+    """Send one signed test event to the webhook now and say what the receiver answered (not a delivery)."""
+    async with _uow(request)() as uow:
+        try:
+            outcome = await domain.send_test_webhook(uow, _service(request).sender, company_id=company_id.lower())
+        except domain.SubscriptionNotFound as exc:
+            raise _not_subscribed() from exc
+        except domain.ChannelNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no webhook channel") from exc
+    return WebhookTestResult(
+        ok=outcome.ok, status_code=outcome.status_code, latency_ms=outcome.latency_ms, error=outcome.error
+    )
 
 
 # --- deliveries ---

@@ -62,6 +62,18 @@ async def list_alerts(uow: UnitOfWork, *, company_id: str, limit: int, offset: i
     return list(rows), total
 
 
+class AlertNotFound(LookupError):
+    pass
+
+
+async def get_alert_or_raise(uow: UnitOfWork, *, company_id: str, alert_id: str) -> Alert:
+    """One alert of this company's inbox (another company's alert is not found, as if it did not exist)."""
+    alert = await uow.session.get(Alert, alert_id)
+    if alert is None or alert.company_id != company_id:
+        raise AlertNotFound(alert_id)
+    return alert
+
+
 # --- matching a suggestion against a subscription ---
 
 

@@ -11,8 +11,6 @@ and, for alerts committed by another replica, by polling every ``ALERTS_STREAM_P
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi.sse import ServerSentEvent
@@ -21,6 +19,7 @@ from sqlmodel import col, select
 
 from services.alerts.delivery_models import AlertLogEntry
 from services.alerts.models import Alert, AlertPublic
+from shared.live import StreamHub
 from shared.outbox import UnitOfWorkFactory
 
 BATCH = 100
@@ -29,26 +28,6 @@ RECONNECT_MS = 2000
 
 class StreamedAlert(AlertPublic):
     seq: int
-
-
-class StreamHub:
-    """Wakes every open stream of this process after a commit; race-free through a version counter."""
-
-    def __init__(self) -> None:
-        self.version = 0
-        self._changed = asyncio.Event()
-
-    def notify(self) -> None:
-        self.version += 1
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-
-    async def wait(self, seen_version: int, timeout: float) -> None:
-        """Return once something was committed after ``seen_version`` was read, or after ``timeout``."""
-        if self.version != seen_version:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
 
 
 async def latest_seq(uow_factory: UnitOfWorkFactory, company_id: str) -> int:

@@ -16,6 +16,7 @@ from shared.auth import Access, require
 from shared.events.suggestions import SuggestionItem
 from shared.http import Page, PageDep
 from shared.outbox import UnitOfWorkFactory
+from shared.validation import DomainSlug
 
 router = APIRouter(tags=["calls"])
 
@@ -64,10 +65,11 @@ async def list_calls(
     page: PageDep,
     programme: Annotated[str | None, Query(max_length=50, description="e.g. EDF")] = None,
     status_: Annotated[CallStatus | None, Query(alias="status")] = None,
+    domain: Annotated[DomainSlug | None, Query(description="Only calls in this VISD domain")] = None,
 ) -> Page[CallPublic]:
     async with _uow(request)() as uow:
         rows, total = await use_cases.list_calls(
-            uow, programme=programme, status=status_, limit=page.limit, offset=page.offset
+            uow, programme=programme, status=status_, domain=domain, limit=page.limit, offset=page.offset
         )
         return Page(items=[_public(c) for c in rows], total=total, limit=page.limit, offset=page.offset)
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_
+from sqlalchemy import String, cast, func, or_
 from sqlmodel import col, select
 
 from services.calls.domain.diff import diff_calls, fingerprint, vanished_ids
@@ -250,14 +250,26 @@ async def get_call_or_raise(uow: UnitOfWork, *, call_id: str) -> Call:
 
 
 async def list_calls(
-    uow: UnitOfWork, *, programme: str | None, status: CallStatus | None, limit: int, offset: int
+    uow: UnitOfWork,
+    *,
+    programme: str | None,
+    status: CallStatus | None,
+    limit: int,
+    offset: int,
+    domain: str | None = None,
 ) -> tuple[list[Call], int]:
-    """Calls with the latest deadline first (calls without deadlines last), ties by id."""
+    """Calls with the latest deadline first (calls without deadlines last), ties by id.
+
+    ``domain`` must be a taxonomy slug (the API validates it): it is matched as a quoted JSON string
+    in the stored list, which works the same on SQLite and PostgreSQL and needs no extra column.
+    """
     query = select(Call)
     if programme:
         query = query.where(Call.programme == programme)
     if status:
         query = query.where(Call.status == status)
+    if domain:
+        query = query.where(cast(col(Call.domains), String).contains(f'"{domain}"'))
     total = (await uow.session.exec(select(func.count()).select_from(query.subquery()))).one()
     ordered = query.order_by(col(Call.latest_deadline).desc().nulls_last(), col(Call.id))
     rows = (await uow.session.exec(ordered.limit(limit).offset(offset))).all()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import Field
 
 from services.projects import domain
@@ -19,6 +21,7 @@ from services.projects.models import (
 )
 from shared.auth import Access, OptionalPrincipal, Principal, forbidden, require
 from shared.http import Page, PageDep
+from shared.live import StreamHub
 from shared.outbox import UnitOfWorkFactory
 
 router = APIRouter(tags=["projects"])
@@ -120,9 +123,12 @@ async def list_projects(
     page: PageDep,
     principal: OptionalPrincipal,
     status_: Annotated[ProjectStatus | None, Query(alias="status")] = None,
+    institute: Annotated[str | None, Query(max_length=200, description="Only this institute's projects")] = None,
 ) -> Page[ProjectRead]:
     async with _uow(request)() as uow:
-        rows, total = await domain.list_projects(uow, status=status_, limit=page.limit, offset=page.offset)
+        rows, total = await domain.list_projects(
+            uow, status=status_, institute=institute, limit=page.limit, offset=page.offset
+        )
         return Page(items=[_public(p, principal) for p in rows], total=total, limit=page.limit, offset=page.offset)
 
 
@@ -160,3 +166,35 @@ async def project_consortia(project_id: str, request: Request) -> ConsortiaPubli
         if row is None:
             return ConsortiaPublic(project_id=project_id)
         return ConsortiaPublic.model_validate(row, from_attributes=True)
+
+
+@router.get(
+    "/projects/{project_id}/suggestions/stream",
+    response_class=EventSourceResponse,
+    tags=["suggestions"],
+    dependencies=_insight,
+)
+async def project_insight_stream(project_id: str, request: Request) -> AsyncIterator[ServerSentEvent]:
+    """Server-Sent Events: ``ready``, then ``changed`` whenever newer suggestions or proposals are stored.
+
+    It carries no data of its own: read ``…/suggestions`` and ``…/consortia`` on ``changed``. Wakes on
+    this process's commits and re-checks every ``PROJECTS_STREAM_POLL_INTERVAL`` seconds (replicas).
+    """
+    uow_factory = _uow(request)
+    hub: StreamHub = request.app.state.stream_hub
+    interval = request.app.state.runtime.settings.stream_poll_interval_s
+    async with uow_factory() as uow:
+        try:
+            seen = await domain.insight_version(uow, project_id=project_id)
+            await domain.get_project_or_raise(uow, project_id=project_id)
+        except domain.ProjectNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from exc
+    yield ServerSentEvent(event="ready", data={"version": seen}, retry=2000)
+    while True:
+        version_before = hub.version
+        async with uow_factory() as uow:
+            current = await domain.insight_version(uow, project_id=project_id)
+        if current != seen:
+            seen = current
+            yield ServerSentEvent(event="changed", data={"version": current})
+        await hub.wait(version_before, interval)

@@ -84,10 +84,14 @@ async def close_project(uow: UnitOfWork, *, project_id: str) -> Project:
     return project
 
 
-async def list_projects(uow: UnitOfWork, *, status: str | None, limit: int, offset: int) -> tuple[list[Project], int]:
+async def list_projects(
+    uow: UnitOfWork, *, status: str | None, limit: int, offset: int, institute: str | None = None
+) -> tuple[list[Project], int]:
     query = select(Project)
     if status:
         query = query.where(Project.status == status)
+    if institute:
+        query = query.where(Project.institute == institute)
     total = (await uow.session.exec(select(func.count()).select_from(query.subquery()))).one()
     ordered = query.order_by(col(Project.created_at).desc(), col(Project.id)).limit(limit).offset(offset)
     rows = (await uow.session.exec(ordered)).all()
@@ -102,6 +106,14 @@ async def latest_suggestions(uow: UnitOfWork, *, project_id: str) -> ProjectSugg
 async def latest_consortia(uow: UnitOfWork, *, project_id: str) -> ProjectConsortia | None:
     await get_project_or_raise(uow, project_id=project_id)
     return await uow.session.get(ProjectConsortia, project_id)
+
+
+async def insight_version(uow: UnitOfWork, *, project_id: str) -> str:
+    """When the stored suggestions and proposals last changed ("" before the first): what a stream watches."""
+    suggestions = await uow.session.get(ProjectSuggestions, project_id)
+    consortia = await uow.session.get(ProjectConsortia, project_id)
+    stamps = [row.event_id if row is not None else "" for row in (suggestions, consortia)]
+    return "|".join(stamps) if any(stamps) else ""
 
 
 # --- consumer handlers (suggestions.v1); the shared consumer commits them with the inbox row ---

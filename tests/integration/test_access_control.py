@@ -54,7 +54,8 @@ from shared.events.alerts import AlertRaised
 from shared.events.base import envelope
 from shared.events.suggestions import MatchReasons
 from shared.runtime import ServiceRuntime
-from tests.infra import Databases
+from shared.settings import KafkaSettings
+from tests.infra import Databases, KafkaBroker, topic_prefix
 
 pytestmark = pytest.mark.infra
 
@@ -234,17 +235,21 @@ def portal() -> Iterator[ReplayServer]:
 
 
 @pytest.fixture(scope="module")
-async def world(pg_admin_url: str, portal: ReplayServer) -> AsyncIterator[World]:
+async def world(pg_admin_url: str, portal: ReplayServer, kafka_broker: KafkaBroker) -> AsyncIterator[World]:
     """Five services on their own databases, two organisations of each kind, and data for each."""
     databases = Databases(pg_admin_url)
+    # Only GET /ops/dead-letters talks to the broker here (no runtime is started).
+    kafka = {"kafka": KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap, TOPIC_PREFIX=topic_prefix())}  # type: ignore[call-arg]
     built = {
-        "registry": build_registry(RegistrySettings(database_url=databases.create("registry"))),
-        "projects": build_projects(ProjectsSettings(database_url=databases.create("projects"))),
+        "registry": build_registry(RegistrySettings(database_url=databases.create("registry"), **kafka)),
+        "projects": build_projects(ProjectsSettings(database_url=databases.create("projects"), **kafka)),
         "calls": build_calls(
-            CallsSettings(database_url=databases.create("calls"), ft_search_url=portal.endpoint, poll_on_start=False)
+            CallsSettings(
+                database_url=databases.create("calls"), ft_search_url=portal.endpoint, poll_on_start=False, **kafka
+            )
         ),
-        "matching": build_matching(MatchingSettings(database_url=databases.create("matching"))),
-        "alerts": build_alerts(AlertsSettings(database_url=databases.create("alerts"))),
+        "matching": build_matching(MatchingSettings(database_url=databases.create("matching"), **kafka)),
+        "alerts": build_alerts(AlertsSettings(database_url=databases.create("alerts"), **kafka)),
     }
     w = World(apps={n: app for n, (app, _) in built.items()}, runtimes={n: rt for n, (_, rt) in built.items()})
     internal = AuthSettings().internal_secret
@@ -717,6 +722,48 @@ async def _stream(w: World, caller: Actor, own: bool) -> Req:
         secrets=[marker],
         shown=["event: ready", marker],
     )
+
+
+@builds("alerts", "GET", "/companies/{company_id}/alerts/{alert_id}", owned_by="company")
+async def _one_alert(w: World, caller: Actor, own: bool) -> Req:
+    n, company_id = _own_company_id(w, caller, own)
+    marker = SECRET[f"c{n}.alert"]
+    inbox = await w.call("alerts", "GET", f"/companies/{company_id}/alerts?limit=200", w.admin)
+    alert_id = next(a["id"] for a in inbox.json()["items"] if a["target_title"] == marker)
+    return Req("alerts", "GET", f"/companies/{company_id}/alerts/{alert_id}", secrets=[marker], shown=[marker])
+
+
+@builds("alerts", "POST", "/subscriptions/{company_id}/channels/webhook/test", owned_by="company")
+async def _test_webhook(w: World, caller: Actor, own: bool) -> Req:
+    _, company_id = _own_company_id(w, caller, own)
+    hook = {"url": "http://127.0.0.1:9/refused"}  # a webhook to test, whoever may: nothing listens there
+    response = await w.call("alerts", "PUT", f"/subscriptions/{company_id}/channels/webhook", w.admin, hook)
+    assert response.status_code == 200, response.text
+    return Req(
+        "alerts",
+        "POST",
+        f"/subscriptions/{company_id}/channels/webhook/test",
+        secrets=["latency_ms"],
+        shown=['"ok":false'],
+    )
+
+
+@builds("projects", "GET", "/projects/{project_id}/suggestions/stream", owned_by="institute")
+async def _project_stream(w: World, caller: Actor, own: bool) -> Req:
+    n = project_n(own)
+    url = f"/projects/{w.ids[f'p{n}']}/suggestions/stream"
+    return Req("projects", "GET", url, stream=True, secrets=["event: ready"], shown=["event: ready"])
+
+
+def _dead_letters(service: str) -> Builder:
+    async def build(w: World, caller: Actor, own: bool) -> Req:
+        return Req(service, "GET", "/ops/dead-letters", secrets=['"total"'], shown=['"total":0'])
+
+    return build
+
+
+for _service in SERVICES:
+    builds(_service, "GET", "/ops/dead-letters")(_dead_letters(_service))
 
 
 async def open_stream(app: FastAPI, url: str, headers: dict[str, str]) -> tuple[int, str]:

@@ -1,0 +1,1 @@
+"""The web portal: a server-rendered backend-for-frontend over the five services' HTTP APIs."""

@@ -1,0 +1,65 @@
+"""Operator endpoints every service shares: how many records wait in its dead-letter topics.
+
+``GET /ops/dead-letters`` (admins only) counts the records in ``<topic>.dlq`` for every topic this
+service consumes: the sum over partitions of end offset minus beginning offset (retention may have
+removed older ones). The portal's admin page shows it beside ``/healthz``'s outbox backlog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel
+
+from shared.auth import Access, require
+from shared.kafka import DLQ_SUFFIX
+from shared.settings import KafkaSettings
+
+router = APIRouter(tags=["operations"])
+
+
+class DeadLetters(BaseModel):
+    total: int
+    topics: dict[str, int]
+
+
+async def dead_letter_counts(kafka: KafkaSettings, topics: Sequence[str]) -> dict[str, int]:
+    """Records currently held by the dead-letter topic of each logical topic (keyed by DLQ name)."""
+    names = [t + DLQ_SUFFIX for t in dict.fromkeys(topics)]
+    if not names:
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        request_timeout_ms=kafka.request_timeout_ms,
+        **kafka.client_security(),
+    )
+    await consumer.start()
+    try:
+        existing = await consumer.topics()
+        counts: dict[str, int] = {}
+        for name in names:
+            physical = kafka.topic(name)
+            partitions = [TopicPartition(physical, p) for p in sorted(consumer.partitions_for_topic(physical) or [])]
+            if physical not in existing or not partitions:
+                counts[name] = 0
+                continue
+            start = await consumer.beginning_offsets(partitions)
+            end = await consumer.end_offsets(partitions)
+            counts[name] = sum(end[tp] - start[tp] for tp in partitions)
+        return counts
+    finally:
+        await consumer.stop()
+
+
+@router.get("/ops/dead-letters", response_model=DeadLetters, dependencies=[Depends(require(Access.ADMIN))])
+async def dead_letters(request: Request) -> DeadLetters:
+    """Records waiting in the dead-letter topics of what this service consumes."""
+    runtime = request.app.state.runtime
+    try:
+        counts = await dead_letter_counts(runtime.settings.kafka, runtime.consumed_topics)
+    except Exception as exc:  # Kafka is away: say so rather than a 500
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Kafka unavailable: {type(exc).__name__}") from exc
+    return DeadLetters(total=sum(counts.values()), topics=counts)

@@ -1,0 +1,128 @@
+"""Every page renders for the roles it is for; forms send the API's field names and show its verdict."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.unit.portal.conftest import csrf_of, login
+from tests.unit.portal.fakes import ADMIN_TOKEN, COMPANY_ID, COMPANY_TOKEN, INSTITUTE_TOKEN, FakeServices
+
+PUBLIC = [
+    "/",
+    "/login",
+    "/register",
+    "/calls",
+    "/calls/EDF-2026-DA-TEST",
+    "/companies",
+    f"/companies/{COMPANY_ID}",
+    "/integrators",
+]
+
+
+@pytest.mark.parametrize("path", PUBLIC)
+def test_public_pages_render_without_an_account(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 200, r.text
+    assert '<main id="main"' in r.text
+
+
+@pytest.mark.parametrize("path", ["/inbox", "/companies/me", "/subscription", "/projects/new", "/admin"])
+def test_private_pages_send_the_anonymous_to_login_and_back(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 303 and r.headers["location"] == f"/login?next={path.replace('/', '%2F')}"
+
+
+def test_company_pages(client: TestClient, fake: FakeServices) -> None:
+    alert = fake.alert()
+    login(client, COMPANY_TOKEN)
+    for path in ["/inbox", f"/inbox/{alert['id']}", "/companies/me", "/subscription", "/calls/EDF-2026-DA-TEST"]:
+        assert client.get(path).status_code == 200, path
+    assert "How well do we fit?" in client.get("/calls/EDF-2026-DA-TEST").text
+    assert client.get("/admin").status_code == 403
+    assert client.get("/projects/new").status_code == 403
+
+
+def test_admin_and_institute_pages(client: TestClient, fake: FakeServices) -> None:
+    login(client, ADMIN_TOKEN)
+    admin = client.get("/admin")
+    assert admin.status_code == 200 and "Dead letters" in admin.text
+    login(client, INSTITUTE_TOKEN)
+    assert client.get("/projects").status_code == 200
+    assert client.get("/admin").status_code == 403
+
+
+def test_a_refused_project_shows_the_message_next_to_the_field_and_keeps_the_input(
+    client: TestClient, fake: FakeServices
+) -> None:
+    login(client, INSTITUTE_TOKEN)
+    form = client.get("/projects/new").text
+    data = {
+        "csrf_token": csrf_of(form),
+        "title": "Drone <b>detection</b>",
+        "summary": "Find drones",
+        "programme": "FSDB",
+        "domains": ["cybersecurity", "space"],
+        "sought_capabilities": ["Radar", "EO/IR tracking"],
+        "partners_wanted": "99",
+        "contact_email": "lab@example.org",
+    }
+    r = client.post("/projects/new", data=data)
+    assert r.status_code == 422
+    assert 'id="f-partners_wanted-error"' in r.text and "at most 50" in r.text
+    assert 'href="#f-partners_wanted"' in r.text  # the summary links to the field
+    assert 'value="Drone &lt;b&gt;detection&lt;/b&gt;"' in r.text and 'value="EO/IR tracking"' in r.text
+    assert fake.projects == {}
+    sent = [req for req in fake.seen if req.url.path == "/projects" and req.method == "POST"][-1]
+    assert sent.read().decode().count('"institute":"Flemish Institute"') == 1  # the account's own name
+
+    data["partners_wanted"] = "4"
+    r = client.post("/projects/new", data=data)
+    assert r.status_code == 303
+    project_id = r.headers["location"].rsplit("/", 1)[-1]
+    page = client.get(f"/projects/{project_id}").text
+    assert "Suggested partners" in page and "Strong radar fit" in page and "Proposal 1" in page
+    assert 'sse-connect="/projects/' in page
+
+
+def test_add_another_shows_one_more_row_and_sends_nothing(client: TestClient, fake: FakeServices) -> None:
+    form = client.get("/register").text
+    r = client.post("/register", data={"csrf_token": csrf_of(form), "capabilities": ["One"], "_add": "capabilities"})
+    assert r.status_code == 200
+    assert r.text.count('name="capabilities"') == 2 and "autofocus" in r.text
+    assert not any(req.method == "POST" for req in fake.seen)
+
+
+def test_registration_shows_the_token_once_and_logs_in(client: TestClient) -> None:
+    form = client.get("/register").text
+    body = {
+        "csrf_token": csrf_of(form),
+        "name": "New Co",
+        "country": "BE",
+        "city": "Gent",
+        "size": "small",
+        "organisation_type": "company",
+        "domains": "space",
+        "capabilities": ["Satellite imagery"],
+        "contact_email": "x@new.example",
+    }
+    r = client.post("/register", data=body)
+    assert r.status_code == 200 and "bgt_newly_issued_token" in r.text
+    assert client.get("/inbox").status_code == 200
+
+
+def test_subscription_and_webhook_secret_once(client: TestClient, fake: FakeServices) -> None:
+    login(client, COMPANY_TOKEN)
+    form = client.get("/subscription").text
+    r = client.post(
+        "/subscription",
+        data={"csrf_token": csrf_of(form), "domains": "space", "min_score": "0.2", "keywords": "radar, drone"},
+    )
+    assert r.status_code == 303
+    assert fake.subscription is not None and fake.subscription["keywords"] == ["radar", "drone"]
+    form = client.get("/subscription").text
+    r = client.post("/subscription/webhook", data={"csrf_token": csrf_of(form), "url": "https://hooks.example/x"})
+    assert "whsec_shown_once" in r.text
+    assert "whsec_shown_once" not in client.get("/subscription").text
+    r = client.post("/subscription/webhook/test", data={"csrf_token": csrf_of(form)})
+    assert "HTTP 204" in r.text
