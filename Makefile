@@ -20,11 +20,15 @@ venv: .venv/.installed
 run: venv
 	$(PYTHON) deploy/local/run.py
 
-## The official AsyncAPI parser for the contract tests (Node.js + npm), pinned by tests/contracts/package-lock.json.
+## The official AsyncAPI parser for the contract tests (Node.js + npm), pinned by tests/contracts/package-lock.json,
+## and the browser packages (htmx, vendored into the portal; axe-core for its accessibility tests) of package-lock.json.
 ## --ignore-scripts: the parser runs no install script; the one in its tree (@scarf/scarf) only sends install analytics.
-node-deps: tests/contracts/node_modules/.installed
+node-deps: tests/contracts/node_modules/.installed node_modules/.installed
 tests/contracts/node_modules/.installed: tests/contracts/package-lock.json tests/contracts/package.json
 	npm ci --ignore-scripts --no-audit --no-fund --prefix tests/contracts
+	touch $@
+node_modules/.installed: package-lock.json package.json
+	npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
 ## Every test: unit, integration and end-to-end, against a real Kafka broker and PostgreSQL.
@@ -68,6 +72,10 @@ bench: venv
 	$(PYTHON) -m bench.pipeline
 	$(PYTHON) -m bench.core_flow
 	$(PYTHON) -m bench.alerts_webhook
+
+## What the web portal adds to the API time per page, with 10,000 registered companies (median, p99).
+bench-portal: venv
+	$(PYTHON) -m bench.portal
 
 ## Matching quality on real EDF consortia:
 ## make bench-matching DATA=<path> EVAL=<topic-id prefix> [PROTOCOL=temporal|loo] [ARGS=--ablation]

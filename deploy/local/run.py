@@ -1,4 +1,4 @@
-"""Run Bondgenoot on one machine: Kafka, the portal replay, the five services and the demo data.
+"""Run Bondgenoot on one machine: Kafka, the EU-portal replay, the five services, the web portal and the demo.
 
     .venv/bin/python deploy/local/run.py              start everything, seed, summarise, run until Ctrl-C
     .venv/bin/python deploy/local/run.py --no-wait    the same, then stop everything and exit (smoke test)
@@ -42,6 +42,9 @@ SERVICES: dict[str, int] = {
     "matching": 8004,
     "alerts": 8005,
 }
+PORTAL_PORT = 8000
+DEMO_INSTITUTE = "Vlaams Instituut voor Veiligheidstechnologie (VIVT)"
+DEMO_COMPANY = "Scheldewacht Sensing"
 DEFAULT_KAFKA = f"{HOST}:9092"
 REPLAY_PORT = 8090
 REPLAY_SEARCH_URL = f"http://{HOST}:{REPLAY_PORT}/search-api/prod/rest/search"
@@ -359,6 +362,8 @@ class Seeded:
     company_ids: dict[str, str] = field(default_factory=dict)
     subscribed: dict[str, str] = field(default_factory=dict)
     project_ids: dict[str, str] = field(default_factory=dict)
+    logins: dict[str, str] = field(default_factory=dict)
+    """Demo logins for the web portal: who → a fresh API token."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -430,6 +435,29 @@ def poll_calls(api: Api, seeded: Seeded) -> None:
         seeded.errors.append(f"POST /calls/poll: {describe_error(exc)}")
 
 
+def demo_logins(api: Api, seeded: Seeded) -> None:
+    """A demo institute and company login for the portal: a fresh token each run (earlier ones are revoked)."""
+    try:
+        accounts = api.get("registry", "/accounts", {"limit": 200})["items"]
+        institute = next((a for a in accounts if a.get("institute") == DEMO_INSTITUTE), None)
+        if institute is None:
+            created = api.send("POST", "registry", "/accounts", {"role": "institute", "name": DEMO_INSTITUTE})
+            created.raise_for_status()
+            seeded.logins[f"institute  {DEMO_INSTITUTE}"] = created.json()["api_token"]
+        else:
+            rotated = api.send("POST", "registry", f"/accounts/{institute['id']}/tokens/rotate")
+            rotated.raise_for_status()
+            seeded.logins[f"institute  {DEMO_INSTITUTE}"] = rotated.json()["api_token"]
+        company_id = seeded.company_ids.get(DEMO_COMPANY)
+        account = next((a for a in accounts if company_id and a.get("company_id") == company_id), None)
+        if account is not None:
+            rotated = api.send("POST", "registry", f"/accounts/{account['id']}/tokens/rotate")
+            rotated.raise_for_status()
+            seeded.logins[f"company    {DEMO_COMPANY}"] = rotated.json()["api_token"]
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        seeded.errors.append(f"demo logins: {describe_error(exc)}")
+
+
 def seed(api: Api) -> Seeded:
     """Register the demo companies, subscriptions and projects unless they exist; poll the calls."""
     seeded = Seeded()
@@ -446,6 +474,7 @@ def seed(api: Api) -> Seeded:
         poll_calls(api, seeded)
     else:
         print("calls: skipped (calls service not running)")
+    demo_logins(api, seeded)
     for error in seeded.errors:
         print(f"SEED ERROR: {error}", file=sys.stderr)
     return seeded
@@ -583,8 +612,14 @@ def print_summary(api: Api, seeded: Seeded, targets: list[Target]) -> list[str]:
     return failures
 
 
-def print_urls(running: set[str], kafka_bootstrap: str, replay_url: str | None) -> None:
+def print_urls(
+    running: set[str], kafka_bootstrap: str, replay_url: str | None, logins: Mapping[str, str] | None = None
+) -> None:
     print("\n=== Where things are")
+    if "portal" in running:
+        print(f"web portal http://{HOST}:{PORTAL_PORT}   (log in by pasting a token below)")
+        for who, token in (logins or {}).items():
+            print(f"  {who}: {token}")
     for name, port in SERVICES.items():
         state = "" if name in running else "  (not running)"
         print(f"{name:<9} http://{HOST}:{port}/docs{state}")
@@ -592,6 +627,8 @@ def print_urls(running: set[str], kafka_bootstrap: str, replay_url: str | None) 
     if replay_url:
         print(f"portal    {replay_url} (replay of services/calls/replay/data)")
     print(f"logs      {rel(LOG_DIR)}/<name>.log")
+    if "portal" in running:
+        print(f"portal log in as admin with the admin token below at http://{HOST}:{PORTAL_PORT}/login")
     if admin_token() == DEV_ADMIN_TOKEN:
         print(f"admin     Authorization: Bearer {DEV_ADMIN_TOKEN}  (local default; docs/security.md)")
     else:
@@ -648,6 +685,8 @@ def run_stack(stack: Stack, args: argparse.Namespace) -> int:
     external_portal = os.environ.get("CALLS_FT_SEARCH_URL", "").strip() or None
     with_replay = "calls" in names and external_portal is None
     busy = [f"{n}:{SERVICES[n]}" for n in names if port_open(SERVICES[n])]
+    if port_open(PORTAL_PORT):
+        busy.append(f"portal:{PORTAL_PORT}")
     if with_replay and port_open(REPLAY_PORT):
         busy.append(f"replay:{REPLAY_PORT}")
     if busy:
@@ -676,10 +715,19 @@ def run_stack(stack: Stack, args: argparse.Namespace) -> int:
             service_env(name, port, search_url if name == "calls" else None),
             f"http://{HOST}:{port}/healthz",
         )
+    portal = (ROOT / "services" / "portal" / "__main__.py").is_file()
+    if portal:
+        stack.spawn(
+            "portal",
+            [sys.executable, "-m", "services.portal"],
+            service_env("portal", PORTAL_PORT, None),
+            f"http://{HOST}:{PORTAL_PORT}/healthz",
+        )
     stack.wait_healthy(args.health_timeout)
 
     seeded, failures = seed_and_summarise(set(names), stack, expect_calls=with_replay, wait_s=args.flow_timeout)
-    print_urls(set(names), stack.kafka_bootstrap, REPLAY_SEARCH_URL if with_replay else external_portal)
+    running = set(names) | ({"portal"} if portal else set())
+    print_urls(running, stack.kafka_bootstrap, REPLAY_SEARCH_URL if with_replay else external_portal, seeded.logins)
     if args.no_wait:
         return 1 if seeded.errors or (args.strict and failures) else 0
 

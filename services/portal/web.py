@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -31,7 +32,7 @@ from shared.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = __import__("pathlib").Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 @dataclass

@@ -137,3 +137,24 @@ def start_platform(*, databases: Databases, bootstrap: str, prefix: str, log_dir
         platform.stop()
         raise
     return platform
+
+
+def start_portal(platform: Platform, *, database_url: str, log_dir: Path) -> ServiceProcess:
+    """The web portal as one more process, talking to the platform's five services (sessions in ``database_url``)."""
+    port = free_port()
+    env = {
+        **next(iter(platform.services.values())).env,
+        "HTTP_PORT": str(port),
+        "PORTAL_DATABASE_URL": database_url,
+        "PORTAL_SECURE_COOKIES": "false",  # plain http on 127.0.0.1
+        **{f"BONDGENOOT_{name.upper()}_URL": svc.url for name, svc in platform.services.items()},
+    }
+    portal = ServiceProcess("portal", port, env, log_dir / "portal.log")
+    portal.start()
+    try:
+        portal.wait_healthy()
+    except Exception:
+        portal.stop()
+        raise
+    platform.services["portal"] = portal
+    return portal

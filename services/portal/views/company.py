@@ -6,8 +6,9 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -216,29 +217,49 @@ async def inbox(page: Page) -> Response:
     company_id = _company_id(page)
     listing = await page.services.alerts.alerts(company_id, token=page.token or "", limit=50)
     subscribed = await _subscription(page, company_id) is not None
-    return render(page, "pages/inbox.html", listing=listing, subscribed=subscribed)
+    newest = listing["items"][0] if listing["items"] else None
+    live = urlencode({"newest": newest["id"], "since": newest["created_at"]} if newest else {})
+    return render(page, "pages/inbox.html", listing=listing, subscribed=subscribed, live_query=live)
 
 
 @router.get("/inbox/live", response_class=EventSourceResponse)
-async def inbox_live(page: Page, company_id: OwnCompany) -> AsyncIterator[ServerSentEvent]:
+async def inbox_live(
+    page: Page,
+    company_id: OwnCompany,
+    newest: Annotated[str, Query(max_length=36, description="The newest alert the page shows")] = "",
+    since: Annotated[str, Query(max_length=40, description="Its created_at")] = "",
+) -> AsyncIterator[ServerSentEvent]:
     """New alerts as ready-to-insert HTML, relayed from the alerts service's own stream.
 
-    The browser's ``Last-Event-ID`` is passed on, so a reconnecting page gets what it missed.
+    The browser's ``Last-Event-ID`` is passed on, so a reconnecting page gets what it missed. On a
+    first connection the upstream stream starts at the present, so alerts that arrived between the
+    page and its stream (newer than ``since``) are read from the inbox and sent first; an alert is
+    never sent twice on one connection.
     """
     i18n.set_locale(page.locale)
     template = page.portal.env.get_template("fragments/alert_item.html")
     last = page.request.headers.get("last-event-id")
     client = page.services.alerts
+    sent: set[str] = {newest} if newest else set()
+
+    def item(alert: dict[str, Any], event_id: str | None) -> ServerSentEvent:
+        sent.add(str(alert["id"]))
+        html = template.render(alert=alert, fresh=True, user=page.user, locale=page.locale)
+        return ServerSentEvent(event="alert", id=event_id, raw_data=html)
+
     try:
-        async with client.events(
-            f"/companies/{company_id}/alerts/stream", token=page.token, last_event_id=last
-        ) as events:
+        stream = f"/companies/{company_id}/alerts/stream"
+        async with client.events(stream, token=page.token, last_event_id=last) as events:
             async for event, data, event_id in events:
-                if event != "alert":
-                    continue
-                alert = json.loads(data)
-                html = template.render(alert=alert, fresh=True, user=page.user, locale=page.locale)
-                yield ServerSentEvent(event="alert", id=event_id, raw_data=html)
+                if event == "ready" and last is None:
+                    recent = await client.alerts(company_id, token=page.token or "", limit=50)
+                    for alert in reversed(recent["items"]):
+                        if alert["id"] not in sent and (not since or alert["created_at"] > since):
+                            yield item(alert, None)
+                elif event == "alert":
+                    alert = json.loads(data)
+                    if alert["id"] not in sent:
+                        yield item(alert, event_id)
     except ApiError as exc:  # the page keeps what it shows; the browser reconnects
         log.warning("inbox stream for %s ended: %s", company_id, exc)
 

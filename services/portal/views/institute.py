@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -158,6 +158,7 @@ async def project(project_id: str, page: Page) -> Response:
         "pages/project.html",
         project=details,
         suggestions=suggestions,
+        version=insight_version(suggestions, consortia),
         tables=consortium_tables(consortia),
         insight=suggestions is not None,
         closed_note=page.request.query_params.get("closed"),
@@ -174,12 +175,21 @@ async def _may_see_insight(project_id: str, page: Page) -> str:
 MayWatch = Annotated[str, Depends(_may_see_insight)]
 
 
+def insight_version(suggestions: dict[str, Any] | None, consortia: dict[str, Any] | None) -> str:
+    """What the page shows, as the two lists' computation times (the live stream compares it)."""
+    return f"{(suggestions or {}).get('computed_at') or ''}|{(consortia or {}).get('computed_at') or ''}"
+
+
 @router.get("/projects/{project_id}/live", response_class=EventSourceResponse)
-async def project_live(page: Page, project_id: MayWatch) -> AsyncIterator[ServerSentEvent]:
+async def project_live(
+    page: Page, project_id: MayWatch, shown: Annotated[str, Query(alias="v", max_length=100)] = ""
+) -> AsyncIterator[ServerSentEvent]:
     """Fresh suggestions and proposals as HTML whenever the projects service stores newer ones.
 
     The projects service streams only *that* something changed (``GET …/suggestions/stream``); the
     portal then reads both lists with the user's token and renders the same fragments as the page.
+    ``v`` is what the page was rendered with: anything newer stored before the stream opened is sent
+    at once, so nothing falls between the page and its stream.
     """
     i18n.set_locale(page.locale)
     env = page.portal.env
@@ -187,9 +197,11 @@ async def project_live(page: Page, project_id: MayWatch) -> AsyncIterator[Server
     try:
         async with client.events(f"/projects/{project_id}/suggestions/stream", token=page.token) as events:
             async for event, _data, event_id in events:
-                if event != "changed":
+                if event not in ("ready", "changed"):
                     continue
                 suggestions, consortia = await _insight(page, project_id)
+                if event == "ready" and insight_version(suggestions, consortia) == shown:
+                    continue
                 context = {"user": page.user, "locale": page.locale, "suggestions": suggestions, "live": True}
                 yield ServerSentEvent(
                     event="suggestions",

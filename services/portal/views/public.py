@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from services.portal import labels
-from services.portal.clients.base import NotFound
 from services.portal.web import Page, render
 
 router = APIRouter()
@@ -85,9 +84,6 @@ async def companies(
 
 @router.get("/companies/{company_id}")
 async def company_profile(company_id: str, page: Page) -> Response:
-    try:
-        # Anonymous on purpose: the directory never shows contact details, whoever looks.
-        company = await page.services.registry.company(company_id, token=None)
-    except NotFound:
-        raise
+    # Anonymous on purpose: the directory never shows contact details, whoever looks.
+    company = await page.services.registry.company(company_id, token=None)
     return render(page, "pages/company.html", company=company)
