@@ -61,12 +61,14 @@ def log_in(page: Page, token: str) -> None:
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
 
 
-def readme_screenshot(page: Page, name: str) -> None:
+def readme_screenshot(page: Page, name: str, *, top: str | None = None) -> None:
     """With BONDGENOOT_SCREENSHOTS=<dir> (e.g. docs/img), keep a screenshot of this page for the README."""
     folder = os.environ.get("BONDGENOOT_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.set_viewport_size({"width": 1000, "height": 640})
+        if top:
+            page.locator(top).evaluate("e => e.scrollIntoView()")
         page.screenshot(path=str(Path(folder) / f"{name}.png"))
 
 

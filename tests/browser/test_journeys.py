@@ -145,7 +145,7 @@ def test_3_a_new_company_appears_in_the_open_project_page_live(
     expect(page.locator("#suggestions")).to_contain_text(newcomer, timeout=LIVE_TIMEOUT_MS)
     assert not_reloaded(page), "the suggestion must arrive without a reload"
     page.locator("#suggestions .suggestion", has_text=newcomer).locator("summary").click()
-    readme_screenshot(page, "portal-project")
+    readme_screenshot(page, "portal-project", top="#suggestions-heading")
 
 
 def test_4_the_language_switch(page: Page, live: Live) -> None:
