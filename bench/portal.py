@@ -187,8 +187,10 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=50, help="projects posted: alerts in the inbox")
     parser.add_argument("--requests", type=int, default=300, help="requests per page")
     args = parser.parse_args()
-    subprocess.run(["bash", str(ROOT / "deploy/kafka/kafka.sh"), "up", "single"], check=True)
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+    if not bootstrap:  # the local single broker of `make kafka-up`, started if it is not up
+        subprocess.run(["bash", str(ROOT / "deploy/kafka/kafka.sh"), "up", "single"], check=True)
+        bootstrap = "127.0.0.1:9092"
     databases = Databases(postgres_admin_url())
     prefix = f"benchportal{uuid.uuid4().hex[:6]}."
     result: dict[str, Any] = {"bench": "portal", "companies": args.companies, "target": "portal_adds p99 < 20 ms"}

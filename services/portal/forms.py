@@ -74,10 +74,13 @@ def optional(body: dict[str, Any], name: str, value: Any) -> None:
         body[name] = value
 
 
-def added_row(form: FormData) -> str | None:
-    """The list field whose "add another" button was pressed (the form is shown again, nothing sent)."""
+def add_row_pressed(form: FormData, state: FormState) -> bool:
+    """Whether "add another" was pressed: then the form is shown again with one more row, nothing is sent."""
     value = form.get(ADD_ROW)
-    return value if isinstance(value, str) and value else None
+    if isinstance(value, str) and value:
+        state.extra_rows[value] = 1
+        return True
+    return False
 
 
 # ---------------------------------------------------------------- the API's 422 → messages

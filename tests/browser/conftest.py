@@ -27,11 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
+    from its first test to the end of the session, and asyncio tests after it could not start theirs."""
+    browser = [item for item in items if "tests/browser/" in str(item.path)]
+    items[:] = [item for item in items if item not in browser] + browser
     if shutil.which(CHROMIUM) is None:
         skip = pytest.mark.skip(reason=f"no browser at {CHROMIUM} (.ci/run installs Debian's chromium)")
-        for item in items:
-            if "tests/browser" in str(item.fspath):
-                item.add_marker(skip)
+        for item in browser:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

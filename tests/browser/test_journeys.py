@@ -214,3 +214,11 @@ def test_5_xss_and_csrf_attempts_fail(page: Page, live: Live, attacker: str) -> 
     assert answer.value.status == 403
     with live.api("alerts", token) as c:
         assert c.get(f"/subscriptions/{company_id}").json()["min_score"] == 0.5
+
+
+def test_tokens_are_never_logged(live: Live, institute: tuple[str, str]) -> None:
+    """After the journeys: no log of the portal or of any service holds a token that was used."""
+    for process in live.platform.services.values():
+        text = process.log_path.read_text(errors="replace") if process.log_path.exists() else ""
+        assert institute[1] not in text, f"{process.name} logged a token"
+        assert "bgt_" not in text, f"{process.name} logged something that looks like a token"

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from services.portal import labels
 from services.portal.clients.base import Invalid, RateLimited, Unauthorized
-from services.portal.forms import FormState, added_row, comma_list, many, optional, refused, text
+from services.portal.forms import FormState, add_row_pressed, comma_list, many, optional, refused, text
 from services.portal.i18n import LANG_COOKIE, LOCALES, _
 from services.portal.security import csrf_token, safe_next
 from services.portal.web import FormDep, Page, PageContext, redirect, render
@@ -142,9 +142,7 @@ async def register(page: Page, form: FormDep) -> Response:
     body = company_body(form)
     state = profile_state(body)
     state.values["keywords"] = text(form, "keywords")
-    add = added_row(form)
-    if add:
-        state.extra_rows[add] = 1
+    if add_row_pressed(form, state):
         return _register_page(page, state)
     try:
         created = await page.services.registry.register_company(body)

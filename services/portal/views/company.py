@@ -14,7 +14,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from services.portal import i18n, labels
 from services.portal.clients.base import ApiError, Invalid, NotFound
-from services.portal.forms import FormState, added_row, comma_list, many, number, refused, text
+from services.portal.forms import FormState, add_row_pressed, comma_list, many, number, refused, text
 from services.portal.i18n import _
 from services.portal.views.account import company_body, profile_state
 from services.portal.web import FormDep, NotAllowed, Page, PageContext, need, redirect, render
@@ -70,9 +70,7 @@ async def save_profile(page: Page, form: FormDep) -> Response:
     body = company_body(form)
     state = profile_state(body)
     state.values["keywords"] = text(form, "keywords")
-    add = added_row(form)
-    if add:
-        state.extra_rows[add] = 1
+    if add_row_pressed(form, state):
         return _profile_page(page, state, company)
     # Optional fields left blank are not sent: PATCH changes only what is given.
     try:

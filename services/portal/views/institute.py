@@ -13,7 +13,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from services.portal import i18n, labels
 from services.portal.clients.base import ApiError, Forbidden, Invalid, Unauthorized
-from services.portal.forms import FormState, added_row, many, number, optional, refused, text
+from services.portal.forms import FormState, add_row_pressed, many, number, optional, refused, text
 from services.portal.web import FormDep, Page, PageContext, need, redirect, render
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,7 @@ async def post_project(page: Page, form: FormDep) -> Response:
     institute = _institute(page)
     body = project_body(form, institute=institute)
     state = FormState(values={**body, "partners_wanted": text(form, "partners_wanted")})
-    add = added_row(form)
-    if add:
-        state.extra_rows[add] = 1
+    if add_row_pressed(form, state):
         return _project_form(page, state)
     try:
         created = await page.services.projects.post(body, token=page.token or "")
@@ -98,9 +96,7 @@ async def save_project(project_id: str, page: Page, form: FormDep) -> Response:
     project = await page.services.projects.get(project_id, token=page.token)
     body = project_body(form, institute=institute or project["institute"])
     state = FormState(values={**body, "partners_wanted": text(form, "partners_wanted")})
-    add = added_row(form)
-    if add:
-        state.extra_rows[add] = 1
+    if add_row_pressed(form, state):
         return _project_form(page, state, project=project)
     if "deadline" not in body:
         body["deadline"] = None  # a cleared deadline field removes the deadline
