@@ -37,6 +37,7 @@ COLLECTOR_CONFIG = ROOT / "deploy" / "otel" / "collector.yaml"
 
 APP_SERVICES = {"registry": 8001, "projects": 8002, "calls": 8003, "matching": 8004, "alerts": 8005}
 INFRA_SERVICES = {"kafka", "postgres", "otel-collector"}
+PORTAL = "portal"  # the web portal: HTTP only, its own session database, no Kafka
 
 SCHEMA_PACKAGE = "check_jsonschema.builtin_schemas.vendor"
 SCHEMA_FILE = "compose-spec.json"
@@ -92,7 +93,7 @@ def schema_problems(validator: Validator, compose: dict[str, Any]) -> list[str]:
 def service_set_problems(compose: dict[str, Any], from_code: set[str]) -> list[str]:
     problems = []
     services = set(compose.get("services", {}))
-    expected = set(APP_SERVICES) | INFRA_SERVICES
+    expected = set(APP_SERVICES) | INFRA_SERVICES | {PORTAL}
     if missing := sorted(expected - services):
         problems.append(f"compose lacks services {missing}")
     if extra := sorted(services - expected):
@@ -264,7 +265,7 @@ def test_bind_mounted_files_exist(compose: dict[str, Any]) -> None:
 
 
 def test_postgres_init_creates_every_service_database(compose: dict[str, Any]) -> None:
-    assert created_databases(INIT_SQL.read_text("utf-8")) == set(APP_SERVICES)
+    assert created_databases(INIT_SQL.read_text("utf-8")) == set(APP_SERVICES) | {PORTAL}
     mounts = compose["services"]["postgres"]["volumes"]
     assert any(str(m).startswith("./deploy/postgres/init-databases.sql:/docker-entrypoint-initdb.d/") for m in mounts)
 
@@ -368,3 +369,15 @@ def test_kafka_check_reports_an_unmapped_listener(compose: dict[str, Any]) -> No
     unmapped = _mutate(compose, [*env, "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"], "PLAINTEXT:PLAINTEXT")
     assert kafka_problems(unmapped) != []
     assert kafka_problems(_mutate(compose, [*env, "KAFKA_AUTO_CREATE_TOPICS_ENABLE"], "true")) != []
+
+
+def test_the_portal_talks_to_every_service_and_keeps_sessions_in_its_own_database(compose: dict[str, Any]) -> None:
+    portal = compose["services"][PORTAL]
+    env = environment(portal)
+    assert portal["command"] == ["python", "-m", "services.portal"]
+    assert "8000:8000" in [str(p) for p in portal["ports"]]
+    assert env["BONDGENOOT_ENV"] == "production" and str(env["PORTAL_SECRET_KEY"]).startswith("${PORTAL_SECRET_KEY:?")
+    assert urlsplit(str(env["PORTAL_DATABASE_URL"])).path == "/portal"
+    for name, port in APP_SERVICES.items():
+        assert env[f"BONDGENOOT_{name.upper()}_URL"] == f"http://{name}:{port}"
+    assert not any(k.startswith("KAFKA_") for k in env), "the portal never talks to Kafka"
