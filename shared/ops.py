@@ -8,8 +8,10 @@ removed older ones). The portal's admin page shows it beside ``/healthz``'s outb
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel
 
@@ -30,28 +32,38 @@ async def dead_letter_counts(kafka: KafkaSettings, topics: Sequence[str]) -> dic
     names = [t + DLQ_SUFFIX for t in dict.fromkeys(topics)]
     if not names:
         return {}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        request_timeout_ms=kafka.request_timeout_ms,
+    common: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "request_timeout_ms": kafka.request_timeout_ms,
         **kafka.client_security(),
-    )
+    }
+    admin = AIOKafkaAdminClient(**common)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [kafka.topic(n) for n in names if kafka.topic(n) in existing]
+        described = await admin.describe_topics(wanted) if wanted else []
+    finally:
+        await admin.close()
+    partitions = {
+        str(t["topic"]): [TopicPartition(str(t["topic"]), int(p["partition"])) for p in t["partitions"]]
+        for t in described
+    }
+    everything = [tp for tps in partitions.values() for tp in tps]
+    counts = {name: 0 for name in names}
+    if not everything:
+        return counts
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **common)
     await consumer.start()
     try:
-        existing = await consumer.topics()
-        counts: dict[str, int] = {}
-        for name in names:
-            physical = kafka.topic(name)
-            partitions = [TopicPartition(physical, p) for p in sorted(consumer.partitions_for_topic(physical) or [])]
-            if physical not in existing or not partitions:
-                counts[name] = 0
-                continue
-            start = await consumer.beginning_offsets(partitions)
-            end = await consumer.end_offsets(partitions)
-            counts[name] = sum(end[tp] - start[tp] for tp in partitions)
-        return counts
+        consumer.assign(everything)  # brings the partitions' leaders into the client's metadata
+        start = await consumer.beginning_offsets(everything)
+        end = await consumer.end_offsets(everything)
     finally:
         await consumer.stop()
+    for name in names:
+        counts[name] = sum(end[tp] - start[tp] for tp in partitions.get(kafka.topic(name), []))
+    return counts
 
 
 @router.get("/ops/dead-letters", response_model=DeadLetters, dependencies=[Depends(require(Access.ADMIN))])

@@ -369,3 +369,19 @@ async def test_background_poller_polls_on_start(
 
         await wait_for(listed, timeout=30, what="the start-up poll stored every topic")
         assert len(await _records(kafka_settings, expect=N)) == N
+
+
+async def test_calls_can_be_listed_by_domain(
+    databases: Databases, kafka_settings: KafkaSettings, replay: ReplayServer
+) -> None:
+    """GET /calls?domain= (the portal's filter) returns exactly the calls tagged with that domain."""
+    async with calls_service(databases, kafka_settings, replay) as (client, _runtime):
+        await _poll(client)
+        everything = (await client.get("/calls", params={"limit": 200})).json()["items"]
+        tagged = {d for c in everything for d in c["domains"]}
+        assert tagged, "the replay's calls carry domains"
+        for domain in tagged:
+            listed = (await client.get("/calls", params={"domain": domain, "limit": 200})).json()
+            expected = {c["id"] for c in everything if domain in c["domains"]}
+            assert {c["id"] for c in listed["items"]} == expected and listed["total"] == len(expected)
+        assert (await client.get("/calls", params={"domain": "not-a-domain"})).status_code == 422

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -281,3 +282,13 @@ async def test_suggestions_and_consortia_from_the_stream_are_served_latest_first
         return [s["score"] for s in (await latest())["suggestions"]] == [0.6]
 
     await wait_for(replaced, timeout=60, what="newer suggestions stored")
+
+
+async def test_projects_can_be_listed_per_institute(service: Service) -> None:
+    """GET /projects?institute= (the portal's "your projects") lists that institute's projects only."""
+    client, _runtime = service
+    tag = uuid.uuid4().hex[:6]
+    mine = [(await client.post("/projects", json=project_body(institute=f"Lab {tag}"))).json()["id"] for _ in range(2)]
+    await client.post("/projects", json=project_body(institute=f"Other {tag}"))
+    listed = (await client.get("/projects", params={"institute": f"Lab {tag}"})).json()
+    assert sorted(p["id"] for p in listed["items"]) == sorted(mine) and listed["total"] == 2
