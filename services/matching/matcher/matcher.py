@@ -400,7 +400,7 @@ class Matcher:
         if set(best) != set(state.seeds):
             return False
         state.seeds = {r: fresh[r] for r in state.seeds}
-        state.min_seed = min(state.seeds.values())
+        state.min_seed = min(state.seeds.values(), default=math.inf)  # no seeds: as when scored in full
         state.live_rows = self.terms.live_rows
         return True
 

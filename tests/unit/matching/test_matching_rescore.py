@@ -143,3 +143,13 @@ def test_random_changes_agree_with_full_rank() -> None:
     assert missed == 0
     assert spurious <= total // 100  # only near-ties within the documented idf drift
     assert cheap >= 0.8 * total
+
+
+def test_a_target_without_second_stage_seeds_can_still_be_rescored(sonar_target: Target) -> None:
+    # One registered company that matches nothing of the target: its stored state has no seeds.
+    matcher = Matcher()
+    matcher.upsert(company("be_naval", "BE", ["naval platform integration"], domains=["maritime"]))
+    current = [(s.company_id, s.score) for s in matcher.rank(sonar_target)]
+    matcher.upsert(company("be_sonar", "BE", ["underwater acoustic sonar signal processing"], domains=["maritime"]))
+    check = matcher.rescore_check(sonar_target, "be_sonar", current)
+    assert check.changed == ("be_sonar" in [s.company_id for s in matcher.rank(sonar_target)])
