@@ -444,6 +444,22 @@ class EventProcessor:
             log.info("%s: unparked %s %s@%d (%s)", self.consumer, row.event_type, topic, row.offset, outcome.value)
         return True
 
+    async def discard_parked(self, parked_id: int, *, reason: str) -> bool:
+        """Dead-letter a parked event an operator gave up on (say its producer was rolled back).
+
+        The events of its subject that waited behind it then apply, unless another event of a newer
+        version still waits ahead of them; returns whether the subject is free again. Not counted
+        towards the dead-letter halt: an operator decided, the stream did not fail.
+        """
+        row = await parking.get_parked(self._uow.db, parked_id)
+        if row.consumer != self.consumer:
+            raise parking.ParkedNotFound(parked_id)
+        record = row.record()
+        log.warning("%s: discarding parked %s %s@%d: %s", self.consumer, row.event_type, row.topic, row.offset, reason)
+        await self._dead_letters.publish(record, consumer=self.consumer, reason="discarded-from-park", detail=reason)
+        await parking.unpark(self._uow.db, parked_id)
+        return await self.drain_subject(row.topic, row.subject)
+
     async def drain_parked(self) -> int:
         """Process every parked event this consumer now understands; return how many subjects still wait."""
         waiting = 0

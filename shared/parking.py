@@ -152,6 +152,27 @@ async def parked_subjects(db: Database, *, consumer: str) -> list[tuple[str, str
         return [(topic, subject) for topic, subject, _ in (await session.exec(query)).all()]
 
 
+class ParkedNotFound(LookupError):
+    """No parked event with this id (for this consumer)."""
+
+
+async def list_parked(db: Database, *, limit: int, offset: int) -> tuple[list[ParkedEvent], int]:
+    """Parked events of every consumer of this database, oldest first, and how many there are."""
+    async with db.sessions() as session:
+        total = (await session.exec(select(func.count()).select_from(ParkedEvent))).one()
+        query = select(ParkedEvent).order_by(col(ParkedEvent.id)).limit(limit).offset(offset)
+        return list((await session.exec(query)).all()), total
+
+
+async def get_parked(db: Database, parked_id: int) -> ParkedEvent:
+    """One parked event; ParkedNotFound when there is none with this id."""
+    async with db.sessions() as session:
+        row = await session.get(ParkedEvent, parked_id)
+    if row is None:
+        raise ParkedNotFound(parked_id)
+    return row
+
+
 async def unpark(db: Database, parked_id: int) -> None:
     """Remove a parked event once it was processed or dead-lettered."""
     async with db.sessions() as session:

@@ -183,3 +183,27 @@ class _Record:
 
 async def _count_applied(runtime: ServiceRuntime, n: int) -> bool:
     return len(await _applied(runtime)) >= n
+
+
+async def test_a_parked_event_an_operator_discards_is_dead_lettered_and_frees_its_subject(
+    databases: Databases, kafka_settings: KafkaSettings
+) -> None:
+    runtime = await _start(databases.create("discard"), kafka_settings, {V1: record})
+    processor = runtime.processors[0]
+    try:
+        await _produce(kafka_settings, [_event("a", V2), _event("a")])
+        await wait_for(lambda: processor.parked == 2, timeout=SLOW, what="a's v2 and the v1 behind it parked")
+        async with runtime.db.sessions() as s:
+            newer = (await s.exec(select(ParkedEvent).where(ParkedEvent.event_type == V2))).one()
+        # Its producer was rolled back: v2 will never be understood here.
+        assert newer.id is not None
+        assert await processor.discard_parked(newer.id, reason="producer rolled back to v1") is True
+        assert await _applied(runtime) == [("a", V1)]
+        assert await _parked(runtime) == []
+        [dead] = await read_topic(kafka_settings, "projects.v1.dlq", expect=1, timeout=SLOW)
+        headers = dict(dead.headers)
+        assert headers["dlq.reason"] == b"discarded-from-park"
+        assert headers["dlq.error"] == b"producer rolled back to v1"
+        assert processor.consecutive_dead_letters == 0 and processor.halted is None
+    finally:
+        await runtime.stop()
