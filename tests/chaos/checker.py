@@ -11,6 +11,8 @@ The rules (docs/reliability.md has the prose):
 - **missing / duplicate alerts** — every company that a ``suggestions.computed`` event suggested, and
   whose (unfiltered) subscription was acknowledged before that event was created, has exactly one alert
   for the target: one row in the database and one distinct alert id on ``alerts.v1``;
+- **late alerts** — such an alert raised by a later ranking of the target than the first one that had
+  to raise it: the first was lost by the consumer, and a re-ranking repaired the alert set;
 - **unexpected alerts** — alerts for companies that never had a subscription;
 - **undelivered** — an alert without a delivery row for a channel acknowledged before the alert was
   raised, or a delivery row that never reached the receiver or the SMTP sink;
@@ -156,9 +158,9 @@ def check_writes(acks: list[Ack], events: dict[str, list[Event]], findings: Find
             findings.add("lost", f"{ack.kind} {ack.key} {what} acknowledged at {ack.at:.3f} has no event")
 
 
-def expected_alerts(obs: Observations, ledger: Ledger) -> dict[tuple[str, str, str], float]:
-    """(company, target type, target id) → time of the first suggestion that must have alerted it."""
-    expected: dict[tuple[str, str, str], float] = {}
+def expected_alerts(obs: Observations, ledger: Ledger) -> dict[tuple[str, str, str], Event]:
+    """(company, target type, target id) → the first suggestion that must have alerted it."""
+    expected: dict[tuple[str, str, str], Event] = {}
     for e in _first_occurrences(obs.events.get("suggestions.v1", [])):
         if e.type != SUGGESTIONS:
             continue
@@ -174,18 +176,26 @@ def expected_alerts(obs: Observations, ledger: Ledger) -> dict[tuple[str, str, s
             if float(item["score"]) < sub.min_score:
                 continue
             pair = (company, str(e.data["target_type"]), str(e.data["target_id"]))
-            expected.setdefault(pair, e.time)
+            expected.setdefault(pair, e)
     return expected
 
 
 def check_alerts(obs: Observations, ledger: Ledger, findings: Findings) -> None:
-    """**missing**, **duplicate** and **unexpected** alerts."""
+    """**missing**, **late**, **duplicate** and **unexpected** alerts.
+
+    *Late*: the alert exists, but a later ranking of the target raised it, not the first one that had
+    to. Rankings of one target share its key, so the alerts consumer applies them in log order, and
+    the first applied one that names a subscribed company alerts it; if a later one did, the first was
+    acknowledged without being applied — a lost record whose damage a re-ranking happened to repair.
+    """
     ids: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    source: dict[tuple[str, str, str], str] = {}
     in_db: set[tuple[str, str, str]] = set()
     for row in obs.alerts:
         pair = (row.company_id, row.target_type, row.target_id)
         ids[pair].add(row.id)
         in_db.add(pair)
+        source[pair] = row.source_event_id
     published: set[str] = set()
     for e in _first_occurrences(obs.events.get("alerts.v1", [])):
         if e.type != ALERT_RAISED:
@@ -193,11 +203,18 @@ def check_alerts(obs: Observations, ledger: Ledger, findings: Findings) -> None:
         d = e.data
         ids[(str(d["company_id"]), str(d["target_type"]), str(d["target_id"]))].add(str(d["alert_id"]))
         published.add(str(d["alert_id"]))
-    for pair in expected_alerts(obs, ledger):
+    position = {e.id: (e.partition, e.offset) for e in _first_occurrences(obs.events.get("suggestions.v1", []))}
+    for pair, first in expected_alerts(obs, ledger).items():
         if pair not in in_db:
             findings.add("missing_alerts", f"no alert for company {pair[0]} on {pair[1]} {pair[2]}")
         elif not ids[pair] & published:
             findings.add("missing_alerts", f"alert for {pair} in the database but never on alerts.v1")
+        elif position.get(source[pair], (-1, -1)) > position[first.id]:
+            findings.add(
+                "late_alerts",
+                f"alert for company {pair[0]} on {pair[1]} {pair[2]} raised by {source[pair]} "
+                f"at {position[source[pair]]}, not by {first.id} at {position[first.id]}",
+            )
     for pair, alert_ids in ids.items():
         if len(alert_ids) > 1:
             findings.add("duplicate_alerts", f"{len(alert_ids)} alerts for {pair}", len(alert_ids) - 1)
@@ -278,7 +295,15 @@ class Report:
         return bool(self.summary["ok"])
 
 
-FAILING = ("lost", "reordered", "missing_alerts", "duplicate_alerts", "unexpected_alerts", "undelivered")
+FAILING = (
+    "lost",
+    "reordered",
+    "missing_alerts",
+    "late_alerts",
+    "duplicate_alerts",
+    "unexpected_alerts",
+    "undelivered",
+)
 
 
 def check(
@@ -303,6 +328,7 @@ def check(
         "lost": findings.get("lost"),
         "reordered": findings.get("reordered"),
         "missing_alerts": findings.get("missing_alerts"),
+        "late_alerts": findings.get("late_alerts"),
         "duplicate_alerts": findings.get("duplicate_alerts"),
         "unexpected_alerts": findings.get("unexpected_alerts"),
         "undelivered": findings.get("undelivered"),

@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 # aiokafka's default session.timeout.ms is 10 s: a pause or partition must outlast it to fence the member.
 SESSION_TIMEOUT_S = 10.0
+# PostgreSQL's log line when it ends a session idle in a transaction past the outbox lock's lease.
+LEASE_EXPIRED = "idle-in-transaction timeout"
 KINDS = ("broker-kill", "service-kill", "pause", "pg-restart", "partition", "latency-kafka", "latency-pg")
 
 
@@ -117,6 +119,7 @@ class FaultRunner:
             svc.start()
         elif fault.kind == "pause":
             before = await self._redeliveries(p.service_of[fault.target])
+            leases_before = p.pg.log_count(LEASE_EXPIRED)
             p.pause(fault.target)
             await asyncio.sleep(fault.hold_s)
             p.resume(fault.target)
@@ -145,7 +148,12 @@ class FaultRunner:
         if fault.kind == "pause":
             # The zombie's late work is absorbed by the inbox: count what the replicas recognised as seen before.
             after = await self._redeliveries(p.service_of[fault.target])
-            detail = f"{after - before} redelivered event(s) recognised by the inbox and skipped"
+            # A relay frozen while holding the outbox lock loses it when its lease runs out (shared/outbox.py).
+            leases = p.pg.log_count(LEASE_EXPIRED) - leases_before
+            detail = (
+                f"{after - before} redelivered event(s) recognised by the inbox and skipped; "
+                f"{leases} database session(s) ended by the lock lease"
+            )
         result = FaultResult(
             kind=fault.kind,
             target=fault.target,

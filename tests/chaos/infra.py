@@ -177,6 +177,13 @@ class PostgresInstance:
         path = self.data_dir / "server.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else ""
 
+    def log_count(self, needle: str) -> int:
+        """How many lines of the server log contain ``needle`` (the log survives restarts)."""
+        path = self.data_dir / "server.log"
+        if not path.exists():
+            return 0
+        return sum(needle in line for line in path.read_text(errors="replace").splitlines())
+
     def init(self) -> None:
         if port_open("127.0.0.1", self.port):
             raise InfraError(f"port {self.port} for the suite's PostgreSQL is already in use")

@@ -15,6 +15,7 @@ import secrets
 import shutil
 import signal
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,8 +52,9 @@ class Topology:
     matching_replicas: int = 1
     network_target: str = "alerts-1"
     pause_target: str = "alerts-2"
-    # The alerts entry point; tests/chaos/lossy.py swaps in a consumer that acks first (the checker's test).
-    alerts_module: str = "services.alerts"
+    # Entry points replacing ``services.<service>`` for the checker's own tests: deliberately lossy
+    # variants (tests/chaos/lossy_alerts.py, tests/chaos/lossy_relay.py). Empty in every real run.
+    variants: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Topology:
@@ -155,6 +157,9 @@ class ChaosPlatform:
             "TOPIC_REPLICATION": "3",
             "BONDGENOOT_ENV": "test",
             "OUTBOX_POLL_INTERVAL": "0.2",
+            # Shorter than the pause fault (15 s): a replica stopped while its relay holds the outbox lock
+            # loses it mid-fault, so the other replica's relay carries on (the pause detail counts it).
+            "OUTBOX_LOCK_LEASE": "5",
             "CALLS_FT_SEARCH_URL": self.portal.endpoint,
             # The load polls on demand (POST /calls/poll): each acknowledged poll is a write the checker knows.
             "CALLS_POLL_INTERVAL": "3600",
@@ -193,7 +198,8 @@ class ChaosPlatform:
             env = self._env(name, service)
             env["HTTP_PORT"] = str(ports[name])
             env["BONDGENOOT_REGISTRY_URL"] = registry_url
-            module = self.topology.alerts_module if service == "alerts" else f"services.{service}"
+            module = self.topology.variants.get(service, f"services.{service}")
+            env["CHAOS_SERVICE"] = service  # which service a variant entry point runs
             self.services[name] = ServiceProcess(name, ports[name], env, logs / f"{name}.log", module=module)
             self.service_of[name] = service
 

@@ -1,6 +1,6 @@
 """One fault run: start everything, load it, inject the faults, drain, check, print the JSON line.
 
-    python -m tests.chaos [--duration 600] [--short] [--faults partition,pause] [--variant lossy]
+    python -m tests.chaos [--duration 600] [--short] [--faults partition,pause] [--variant acks-first-alerts]
 
 The last line printed is the report as one JSON object; the exit code is 0 only when it says ``ok``.
 Logs of every service stay in ``.data/chaos/<run>/logs`` for the post-mortem.
@@ -20,13 +20,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.calls.replay.server import ReplayServer
-from tests.chaos.checker import Report, check
+from tests.chaos.checker import Report
 from tests.chaos.collect import consumer_lag, observe
 from tests.chaos.faults import KINDS, FaultRunner, schedule
 from tests.chaos.load import Endpoints, Load, Rates
 from tests.chaos.platform import ChaosPlatform, Topology, default_work_dir
+from tests.chaos.record import RunRecord
 
 log = logging.getLogger("chaos")
+
+# Deliberately lossy platforms the checker must fail (its own test): service → replacement entry point.
+VARIANTS: dict[str, dict[str, str]] = {
+    "real": {},
+    # The alerts suggestions consumer commits first and applies 30 s later: a kill loses alerts.
+    "acks-first-alerts": {"alerts": "tests.chaos.lossy_alerts"},
+    # The registry's and projects' relays mark rows published before sending them: a kill loses events.
+    "marks-first-relay": {"registry": "tests.chaos.lossy_relay", "projects": "tests.chaos.lossy_relay"},
+}
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,7 @@ class RunConfig:
     topology: Topology = field(default_factory=Topology)
     warmup_s: float = 20.0
     drain_timeout_s: float = 240.0
-    # The lossy variant's test kills the alerts replicas right after load bursts; the others cycle all kinds.
+    # A lossy variant's test kills only the processes that lose; the other runs cycle through all of them.
     fault_kill_targets: tuple[str, ...] = ()
 
 
@@ -88,17 +98,25 @@ async def _run(config: RunConfig, work_dir: Path) -> Report:
         )
         obs = await observe(platform, drain_timeout=config.drain_timeout_s)
         windows = [(r.started_at, r.recovered_at or r.healed_at) for r in results]
-        report = check(obs, load.ledger, duration_s=duration, faults=[r.public() for r in results], windows=windows)
-        report.summary["load_paused_s"] = round(load.paused_s)
-        for name, examples in report.findings.examples.items():
-            for example in examples:
-                log.warning("%s: %s", name, example)
+        extra = {"load_paused_s": round(load.paused_s)}
+        record = RunRecord(obs, load.ledger, duration, [r.public() for r in results], windows, extra)
+        record_path = work_dir / "observations.json"
+        record.save(record_path)
+        log.info("observations kept in %s (python -m tests.chaos --recheck %s)", record_path, record_path)
+        report = record.check()
+        _log_findings(report)
         if load.ledger.failures:
             log.info("writes not acknowledged (expected during faults): %s", load.ledger.failures)
         return report
     finally:
         await asyncio.to_thread(platform.stop)
         portal.stop()
+
+
+def _log_findings(report: Report) -> None:
+    for name, examples in report.findings.examples.items():
+        for example in examples:
+            log.warning("%s: %s", name, example)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -115,21 +133,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill", default="", help="only these processes for service-kill (e.g. alerts-1,alerts-2)")
     parser.add_argument(
         "--variant",
-        choices=("real", "lossy"),
+        choices=tuple(VARIANTS),
         default="real",
-        help="lossy: alerts consumer acks first (the checker must fail the run)",
+        help="anything but real is deliberately lossy: the checker must fail the run",
     )
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument(
+        "--recheck", type=Path, default=None, help="apply the checker to a run's observations.json; start nothing"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    if args.recheck is not None:
+        report = RunRecord.load(args.recheck).check()
+        _log_findings(report)
+        print(json.dumps(report.summary), flush=True)
+        return 0 if report.ok else 1
     for noisy in ("httpx", "mail.log", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # SIGTERM (a CI timeout, kill <pid>) tears down like Ctrl-C: no broker, database or service is left behind.
     signal.signal(signal.SIGTERM, _interrupt)
     topology = Topology.from_env()
-    if args.variant == "lossy":
-        topology = replace(topology, alerts_module="tests.chaos.lossy")
+    topology = replace(topology, variants=VARIANTS[args.variant])
     config = RunConfig(
         duration_s=args.duration,
         short=args.short,

@@ -1,4 +1,4 @@
-"""The fault suite in CI: a short run with every fault kind must lose nothing; a lossy consumer must be caught.
+"""The fault suite in CI: a short run with every fault kind must lose nothing; lossy variants must be caught.
 
 Each test runs ``python -m tests.chaos`` (its own three-broker cluster, PostgreSQL, services and sinks)
 and reads the JSON line it ends with. Marked ``chaos``: ``make test`` leaves them out, ``make chaos-ci``
@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from tests.chaos.faults import KINDS
-from tests.chaos.lossy import APPLY_DELAY_S
+from tests.chaos.lossy_alerts import APPLY_DELAY_S
+from tests.chaos.lossy_relay import SEND_DELAY_S
+from tests.chaos.platform import Topology
 from tests.infra import ROOT
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(2400)]
@@ -26,6 +28,7 @@ MUST_BE_ZERO = (
     "lost",
     "reordered",
     "missing_alerts",
+    "late_alerts",
     "duplicate_alerts",
     "unexpected_alerts",
     "undelivered",
@@ -57,6 +60,8 @@ def run_suite(*args: str, log: Path, env: dict[str, str] | None = None) -> tuple
 def test_every_fault_kind_under_load_loses_nothing(tmp_path: Path) -> None:
     rc, report = run_suite("--duration", "120", "--short", log=tmp_path / "chaos.log")
     assert {f["kind"] for f in report["faults"]} == set(KINDS), report["faults"]
+    killed = {f["target"] for f in report["faults"] if f["kind"] == "service-kill"}
+    assert killed == {name for name, _ in Topology.from_env().replicas()}, report["faults"]
     assert all(f["recovery_s"] is not None for f in report["faults"]), report["faults"]
     assert {k: report[k] for k in MUST_BE_ZERO} == dict.fromkeys(MUST_BE_ZERO, 0)
     # A run that did nothing would pass the checks above: make sure the load really flowed.
@@ -65,6 +70,7 @@ def test_every_fault_kind_under_load_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_checker_catches_an_alerts_consumer_that_acks_first(tmp_path: Path) -> None:
+    """tests/chaos/lossy_alerts.py: killed replicas lose acknowledged suggestions; alerts go missing or late."""
     rc, report = run_suite(
         "--duration",
         "45",
@@ -72,14 +78,36 @@ def test_checker_catches_an_alerts_consumer_that_acks_first(tmp_path: Path) -> N
         "15",
         "--short",
         "--variant",
-        "lossy",
+        "acks-first-alerts",
         "--faults",
         "service-kill",
         "--kill",
         "alerts-1,alerts-2",
-        log=tmp_path / "chaos-lossy.log",
+        log=tmp_path / "chaos-acks-first.log",
         # Wait out the variant's apply delay before counting: what is missing then was lost, not late.
         env={"CHAOS_SETTLE_S": str(APPLY_DELAY_S + 10)},
     )
-    assert report["missing_alerts"] > 0, report
+    # A dropped alert that a later ranking of its target re-raised is late; one that none re-raised is missing.
+    assert report["missing_alerts"] + report["late_alerts"] > 0, report
+    assert rc != 0 and not report["ok"]
+
+
+def test_checker_catches_an_outbox_relay_that_marks_before_the_broker_acknowledges(tmp_path: Path) -> None:
+    """tests/chaos/lossy_relay.py: killed registry/projects lose rows marked published but never sent."""
+    rc, report = run_suite(
+        "--duration",
+        "45",
+        "--warmup",
+        "15",
+        "--short",
+        "--variant",
+        "marks-first-relay",
+        "--faults",
+        "service-kill",
+        "--kill",
+        "registry,projects",
+        log=tmp_path / "chaos-marks-first.log",
+        env={"CHAOS_SETTLE_S": str(SEND_DELAY_S + 10)},
+    )
+    assert report["lost"] > 0, report
     assert rc != 0 and not report["ok"]

@@ -27,7 +27,7 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    # The entry point; ``services.<name>`` unless a test runs a variant (tests/chaos/lossy.py).
+    # The entry point; ``services.<name>`` unless a test runs a variant (tests/chaos/lossy_*.py).
     module: str = ""
 
     @property

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from tests.chaos.checker import (
@@ -15,6 +17,7 @@ from tests.chaos.checker import (
     percentile,
 )
 from tests.chaos.load import Ack, Ledger, company_city, with_rev
+from tests.chaos.record import RunRecord
 from tests.chaos.sinks import Received
 
 _offsets = itertools.count()
@@ -130,6 +133,24 @@ def test_a_subscription_acknowledged_after_the_suggestion_expects_no_alert() -> 
     assert run(obs, ledger)["ok"]
 
 
+def test_an_alert_raised_by_a_later_ranking_than_the_first_that_had_to_is_late() -> None:
+    # The first ranking (s1) was acknowledged but never applied; a re-ranking (s2) raised the alert.
+    obs, ledger = clean_run()
+    obs.events["suggestions.v1"].append(suggestion("p1", ["c1", "c2"], at=T0 + 4, id_="s2"))
+    obs.alerts = [replace(obs.alerts[0], source_event_id="s2")]
+    summary = run(obs, ledger)
+    assert summary["late_alerts"] == 1 and summary["missing_alerts"] == 0 and not summary["ok"]
+
+
+def test_an_alert_raised_before_the_first_ranking_that_had_to_is_not_late() -> None:
+    # Subscribed after s1 was created but before it was applied: s1 may raise the alert, s2 must.
+    obs, ledger = clean_run()
+    ledger.subscribed_at["c1"] = T0 + 2.15
+    obs.events["suggestions.v1"].append(suggestion("p1", ["c1", "c2"], at=T0 + 4, id_="s2"))
+    summary = run(obs, ledger)
+    assert summary["late_alerts"] == 0 and summary["ok"], summary
+
+
 def test_two_alerts_for_one_company_and_target_are_a_duplicate() -> None:
     obs, ledger = clean_run()
     obs.events["alerts.v1"].append(alert_event("a2", "c1", "p1"))
@@ -189,3 +210,14 @@ def test_a_revision_acknowledged_twice_is_one_promise() -> None:
     obs, ledger = clean_run()
     ledger.acks += [Ack("call", "K1", 3, T0), Ack("call", "K1", 3, T0 + 5)]
     assert run(obs, ledger)["lost"] == 1
+
+
+def test_a_saved_run_is_rechecked_to_the_same_report(tmp_path: Path) -> None:
+    obs, ledger = clean_run()
+    obs.received = []  # something to find, so the round trip carries a finding too
+    original = RunRecord(obs, ledger, 10, [], [(T0, T0 + 10)], {"load_paused_s": 3})
+    original.save(tmp_path / "observations.json")
+    again = RunRecord.load(tmp_path / "observations.json")
+    assert again == original
+    assert again.check().summary == original.check().summary
+    assert again.check().summary["undelivered"] == 1 and again.check().summary["load_paused_s"] == 3
