@@ -183,6 +183,12 @@ class OutboxRelay:
     whose transaction committed late, out of id order, is never skipped. On PostgreSQL a transaction
     scoped advisory lock keeps two relays of the same service from interleaving, which would break
     per-key ordering.
+
+    The lock is a *lease* (``lock_lease_s``): a frozen holder (SIGSTOP, a paused VM, a network
+    partition from the database) keeps its connection, so its transaction and lock would live on and
+    stall every other replica's relay. The server ends a session idle in that transaction for longer
+    than the lease, which frees the lock; the holder's late UPDATE then fails, so it cannot mark rows it
+    no longer owns, and what it still sends is a duplicate with the same event id (consumers skip it).
     """
 
     ADVISORY_LOCK_ID = 0x0B0D_6E00
@@ -196,6 +202,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval_s: float = 0.5,
         max_backoff_s: float = 10.0,
+        lock_lease_s: float = 30.0,
         producer_factory: Callable[[], AIOKafkaProducer] | None = None,
     ) -> None:
         self._db = db
@@ -204,6 +211,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._max_backoff_s = max_backoff_s
+        self._lock_lease_ms = max(1, round(lock_lease_s * 1000))
         self._producer_factory = producer_factory or (lambda: reliable_producer(kafka, client_id=f"{service}-outbox"))
         self._producer: AIOKafkaProducer | None = None
         self._wakeup = asyncio.Event()
@@ -251,6 +259,9 @@ class OutboxRelay:
                 got = await session.exec(select(func.pg_try_advisory_xact_lock(self.ADVISORY_LOCK_ID)))
                 if not got.one():
                     return 0
+                # The lease (see the class docstring): SET LOCAL, so it ends with this transaction.
+                timeout = str(self._lock_lease_ms)
+                await session.exec(select(func.set_config("idle_in_transaction_session_timeout", timeout, True)))
             rows = list(
                 (
                     await session.exec(
@@ -339,7 +350,7 @@ class OutboxRelay:
             producer = self._producer_factory()
             try:
                 await producer.start()
-            except Exception:
+            except BaseException:  # also cancelled while connecting (shutdown): never leak the client
                 await producer.stop()
                 raise
             self._producer = producer

@@ -51,7 +51,13 @@ class ServiceRuntime:
         configure_tracing(name, settings.telemetry)
         self.db = Database(settings.database_url, tables=[OutboxRecord, InboxRecord, ParkedEvent, *tables])
         self.uow = UnitOfWorkFactory(self.db, source=name)
-        self.relay = OutboxRelay(self.db, settings.kafka, service=name, poll_interval_s=settings.outbox_poll_interval_s)
+        self.relay = OutboxRelay(
+            self.db,
+            settings.kafka,
+            service=name,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            lock_lease_s=settings.outbox_lock_lease_s,
+        )
         self.uow.on_commit(self.relay.wake)
         self.broker = KafkaBroker(
             settings.kafka.servers,

@@ -87,6 +87,10 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     outbox_poll_interval_s: float = Field(0.5, gt=0, validation_alias="OUTBOX_POLL_INTERVAL")
+    # How long a frozen relay may hold the outbox lock before PostgreSQL ends its session (shared/outbox.py).
+    # A healthy relay waiting longer than this for an unavailable broker loses it too: nothing is marked,
+    # the rows are sent again later (duplicates with the same event id, never losses).
+    outbox_lock_lease_s: float = Field(30.0, gt=0, validation_alias="OUTBOX_LOCK_LEASE")
     consumer_max_attempts: int = Field(3, ge=1, validation_alias="CONSUMER_MAX_ATTEMPTS")
     consumer_dlq_limit: int = Field(50, ge=1, validation_alias="CONSUMER_DLQ_LIMIT")
     # Records beyond these are dead-lettered unparsed; raise the first with a topic's max.message.bytes.
