@@ -39,7 +39,11 @@ ALERT_RAISED = "bondgenoot.alert.raised.v1"
 
 @dataclass(frozen=True)
 class Event:
-    """One record: where it sits, its CloudEvent id, type, time (epoch s) and data."""
+    """One record: where it sits, its CloudEvent id, type, time (epoch s) and data.
+
+    ``time`` is when the service emitted the event (inside its transaction); ``appended`` is the
+    record's Kafka timestamp (the producer's create time: when the outbox relay sent it).
+    """
 
     topic: str
     partition: int
@@ -49,6 +53,7 @@ class Event:
     type: str
     time: float
     data: dict[str, Any]
+    appended: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -276,6 +281,43 @@ def alert_latencies(
     return during, steady
 
 
+STAGES = ("projects_outbox", "matching", "matching_outbox", "alerts")
+
+
+def latency_stages(obs: Observations, ledger: Ledger) -> dict[str, list[float]]:
+    """Where the latency of a project's first-ranking alerts goes, in ms per stage.
+
+    ``projects_outbox``: post acknowledged → its event appended to projects.v1 (the projects relay);
+    ``matching``: appended → matching emitted the ranking (queueing behind other work, ranking);
+    ``matching_outbox``: emitted → appended to suggestions.v1 (the matching relay);
+    ``alerts``: appended → the alert row created (the alerts consumer's queue and transaction).
+    """
+    posted: dict[str, Event] = {}
+    for e in _first_occurrences(obs.events.get("projects.v1", [])):
+        if rev_of("project", e.data) == 0:
+            posted.setdefault(e.key, e)
+    suggestions = {e.id: e for e in _first_occurrences(obs.events.get("suggestions.v1", []))}
+    first: dict[str, str] = {}
+    for e in suggestions.values():
+        if e.type == SUGGESTIONS and e.data.get("target_type") == "project":
+            first.setdefault(str(e.data["target_id"]), e.id)
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+    for alert in obs.alerts:
+        acked = ledger.posted_at.get(alert.target_id)
+        project = posted.get(alert.target_id)
+        ranking = suggestions.get(alert.source_event_id)
+        if acked is None or project is None or ranking is None or first.get(alert.target_id) != ranking.id:
+            continue
+        for name, start, end in (
+            ("projects_outbox", acked, project.appended),
+            ("matching", project.appended, ranking.time),
+            ("matching_outbox", ranking.time, ranking.appended),
+            ("alerts", ranking.appended, alert.created_at),
+        ):
+            stages[name].append((end - start) * 1000)
+    return stages
+
+
 def _pct(values: list[float]) -> dict[str, float | None]:
     p50, p99 = percentile(values, 50), percentile(values, 99)
     return {
@@ -341,6 +383,7 @@ def check(
         "faults": faults,
         "alert_latency_ms": _pct(during),
         "alert_latency_ms_steady": _pct(steady),
+        "alert_latency_stages_ms": {name: _pct(v) for name, v in latency_stages(obs, ledger).items()},
     }
     recovered = all(f.get("recovery_s") is not None for f in faults)
     summary["ok"] = recovered and not dlq and not lag and not any(summary[k] for k in FAILING)

@@ -67,6 +67,7 @@ async def read_topics(bootstrap: str, topics: list[str]) -> dict[str, list[Event
                             type=str(ce["type"]),
                             time=_epoch(ce["time"]),
                             data=ce.get("data") or {},
+                            appended=r.timestamp / 1000,
                         )
                     )
                     if r.offset + 1 >= ends[tp]:

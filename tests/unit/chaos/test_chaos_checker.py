@@ -221,3 +221,18 @@ def test_a_saved_run_is_rechecked_to_the_same_report(tmp_path: Path) -> None:
     assert again == original
     assert again.check().summary == original.check().summary
     assert again.check().summary["undelivered"] == 1 and again.check().summary["load_paused_s"] == 3
+
+
+def test_alert_latency_is_split_into_the_stages_of_the_flow() -> None:
+    obs, ledger = clean_run()
+    posted, edited = obs.events["projects.v1"]
+    obs.events["projects.v1"] = [replace(posted, appended=T0 + 2.05), edited]
+    obs.events["suggestions.v1"] = [replace(obs.events["suggestions.v1"][0], appended=T0 + 2.12)]
+    stages = run(obs, ledger)["alert_latency_stages_ms"]
+    # post acked at +2.0 → appended +2.05 → ranked +2.1 → appended +2.12 → alert +2.2
+    assert {name: stage["p50"] for name, stage in stages.items()} == {
+        "projects_outbox": 50,
+        "matching": 50,
+        "matching_outbox": 20,
+        "alerts": 80,
+    }
