@@ -41,7 +41,8 @@ test: venv node-deps
 chaos: venv
 	CHAOS_MATCHING_REPLICAS=$(MATCHING_REPLICAS) $(PYTHON) -m tests.chaos --duration $(DURATION)
 
-## CI's short fault run (every kind once, ~2 min of load) and the checker's own test (a lossy consumer).
+## CI's short fault run (every kind once, ~2 min of load) and the checker's own tests (two lossy variants);
+## not a step of .ci/run yet (docs/reliability.md, "In CI").
 chaos-ci: venv
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/chaos -m chaos
 
