@@ -215,8 +215,13 @@ class PostgresInstance:
         self._pg_ctl("stop", "-m", "immediate", "-w")
 
     def stop(self) -> None:
-        if (self.data_dir / "postmaster.pid").exists():
-            self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30", check=False)
+        if not (self.data_dir / "postmaster.pid").exists():
+            return
+        if self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30", check=False).returncode != 0:
+            # Fast shutdown waits for sessions to end; a stuck one must not leave the server running.
+            out = self._pg_ctl("stop", "-m", "immediate", "-w", "-t", "30", check=False)
+            if out.returncode != 0:
+                log.error("PostgreSQL of the fault run did not stop: %s", out.stderr or out.stdout)
 
     def admin_url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"

@@ -9,13 +9,14 @@ dedicated Kafka listener, so latency and partitions hit it alone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
 import shutil
 import signal
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,21 +130,33 @@ class ChaosPlatform:
             svc.wait_healthy(timeout=180)
 
     def stop(self) -> None:
-        """Stop everything this run started, in reverse order; safe to call more than once."""
-        self.partition.heal()
-        for svc in self.services.values():
-            if svc.proc and svc.proc.poll() is None:
-                os.killpg(svc.proc.pid, signal.SIGCONT)  # a paused process cannot handle SIGTERM
-            svc.stop()
-        for closer in (self.receiver.stop, self.smtp.stop, self.proxies.close):
+        """Stop everything this run started, in reverse order; safe to call more than once.
+
+        Every step runs even when an earlier one fails (the failure is logged, not raised: the run's
+        report stands): a broker, a PostgreSQL or a service left behind would load the machine for hours.
+        """
+        steps: list[tuple[str, Callable[[], object]]] = [("nftables rules", self.partition.heal)]
+        steps += [(name, functools.partial(self._stop_service, svc)) for name, svc in self.services.items()]
+        steps += [
+            ("webhook receiver", self.receiver.stop),
+            ("SMTP sink", self.smtp.stop),
+            ("latency proxies", self.proxies.close),
+            ("Kafka cluster", lambda: self.kafka.down(wipe=True)),
+            ("PostgreSQL", self.pg.stop),
+        ]
+        for what, step in steps:
             try:
-                closer()
+                step()
             except Exception as exc:  # keep tearing down the rest; say what did not stop
-                log.warning("teardown: %r", exc)
-        self.kafka.down(wipe=True)
-        self.pg.stop()
+                log.error("teardown of %s failed: %r", what, exc)
         if self.pg.data_dir.parent.exists():
-            shutil.rmtree(self.pg.data_dir.parent)
+            shutil.rmtree(self.pg.data_dir.parent, ignore_errors=True)
+
+    @staticmethod
+    def _stop_service(svc: ServiceProcess) -> None:
+        if svc.proc and svc.proc.poll() is None:
+            os.killpg(svc.proc.pid, signal.SIGCONT)  # a paused process cannot handle SIGTERM
+        svc.stop()
 
     # --- services ---
 

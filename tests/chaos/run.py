@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,11 +58,15 @@ async def _run(config: RunConfig, work_dir: Path) -> Report:
     portal = ReplayServer(rows=[]).start()
     platform = ChaosPlatform(config.topology, work_dir, portal)
     started = time.monotonic()
+    starting: asyncio.Future[None] | None = None
     try:
         log.info(
             "starting the cluster, PostgreSQL, sinks and %d service processes ...", len(config.topology.replicas())
         )
-        await asyncio.to_thread(platform.start)
+        # Shielded: a Ctrl-C/SIGTERM during start-up must not tear down while the start thread is still
+        # spawning brokers and services (they would outlive the teardown); the finally waits for it.
+        starting = asyncio.ensure_future(asyncio.to_thread(platform.start))
+        await asyncio.shield(starting)
         log.info(
             "platform up in %.0fs (Kafka %s, PostgreSQL :%d, logs %s)",
             time.monotonic() - started,
@@ -109,8 +116,22 @@ async def _run(config: RunConfig, work_dir: Path) -> Report:
             log.info("writes not acknowledged (expected during faults): %s", load.ledger.failures)
         return report
     finally:
+        if starting is not None and not starting.done():
+            await asyncio.wait([starting])
         await asyncio.to_thread(platform.stop)
         portal.stop()
+
+
+@contextlib.contextmanager
+def one_run_at_a_time(lock_path: Path) -> Iterator[None]:
+    """Refuse to start while another fault run holds ``lock_path``: two clusters at once overload the host."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"another fault run holds {lock_path}; run one at a time") from None
+        yield
 
 
 def _log_findings(report: Report) -> None:
@@ -151,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if report.ok else 1
     for noisy in ("httpx", "mail.log", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # SIGTERM (a CI timeout, kill <pid>) tears down like Ctrl-C: no broker, database or service is left behind.
+    # SIGTERM (a CI timeout, kill <pid>) and SIGHUP (a closed terminal) tear down like Ctrl-C: no broker,
+    # database or service is left behind.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     topology = Topology.from_env()
     topology = replace(topology, variants=VARIANTS[args.variant])
     config = RunConfig(
@@ -164,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         fault_kill_targets=tuple(k for k in args.kill.split(",") if k),
     )
     work_dir = args.work_dir or default_work_dir() / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    report = asyncio.run(_run(config, work_dir))
+    with one_run_at_a_time(default_work_dir() / ".run.lock"):
+        report = asyncio.run(_run(config, work_dir))
     print(json.dumps(report.summary), flush=True)
     return 0 if report.ok else 1

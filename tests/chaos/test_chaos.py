@@ -24,6 +24,9 @@ from tests.infra import ROOT
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(2400)]
 
+# Enough for the suite to stop every service, the three brokers and PostgreSQL after a SIGTERM.
+TEARDOWN_S = 300
+
 MUST_BE_ZERO = (
     "lost",
     "reordered",
@@ -38,18 +41,30 @@ MUST_BE_ZERO = (
 
 
 def run_suite(*args: str, log: Path, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    with log.open("w") as err:
-        proc = subprocess.run(
+    with (
+        log.open("w") as err,
+        subprocess.Popen(
             [sys.executable, "-m", "tests.chaos", *args],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
-            timeout=2300,
-            check=False,
-        )
-    lines = proc.stdout.strip().splitlines()
+        ) as proc,
+    ):
+        try:
+            stdout, _ = proc.communicate(timeout=2000)
+        except BaseException:
+            # A timeout, pytest-timeout or Ctrl-C: SIGTERM lets the suite tear its cluster, PostgreSQL and
+            # services down (subprocess.run would SIGKILL it and leave them all running); SIGKILL only if
+            # the teardown itself hangs.
+            proc.terminate()
+            try:
+                proc.wait(timeout=TEARDOWN_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    lines = stdout.strip().splitlines()
     if not lines:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
         pytest.fail(f"the suite printed no report (exit {proc.returncode}):\n{tail}")
