@@ -1,7 +1,7 @@
 """Pure domain layer of the matching service: profiles in, explained rankings and consortia out."""
 
 from services.matching.matcher.consortium import check_rules, propose_consortia
-from services.matching.matcher.matcher import DEFAULT_WEIGHTS, SIGNALS, Matcher, MatcherConfig
+from services.matching.matcher.matcher import DEFAULT_TARGET_WEIGHTS, DEFAULT_WEIGHTS, SIGNALS, Matcher, MatcherConfig
 from services.matching.matcher.models import (
     CapabilityMatch,
     CompanyProfile,
@@ -17,6 +17,7 @@ from services.matching.matcher.models import (
 from services.matching.matcher.scoring import RescoreCheck
 
 __all__ = [
+    "DEFAULT_TARGET_WEIGHTS",
     "DEFAULT_WEIGHTS",
     "SIGNALS",
     "CapabilityMatch",

@@ -66,11 +66,25 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 
 
+DEFAULT_TARGET_WEIGHTS: dict[str, dict[str, float]] = {"project": {"domain": 0.3}}
+"""Per target type, weights that replace ``weights`` for targets of that type.
+
+``weights`` are fitted on EDF calls, whose VISD domains are only derived from the topic's category
+(already the ``category`` signal): there the domain signal adds nothing measurable. A project posted
+by an institute (FSDB, VLAIO, DEFRA) carries domains a person chose, matched against the domains a
+company declared; no other signal reads either, and a newly registered company has no history for
+``category`` or ``network`` to use. So posted projects keep round 1's domain weight (services/matching/README.md,
+"Weights per kind of target")."""
+
+
 @dataclass(frozen=True)
 class MatcherConfig:
     """Tunable knobs; the benchmark's ablation builds variants with ``without(signal)``."""
 
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    target_weights: Mapping[str, Mapping[str, float]] = field(
+        default_factory=lambda: {kind: dict(w) for kind, w in DEFAULT_TARGET_WEIGHTS.items()}
+    )
     k1: float = 1.2
     b: float = 0.75
     damp_boilerplate: bool = True
@@ -82,12 +96,22 @@ class MatcherConfig:
     change_log: int = 4096  # recent upserts/removals remembered for rescoring states
 
     def without(self, signal: str) -> MatcherConfig:
+        """The same configuration with ``signal`` off for every kind of target."""
         weights = dict(self.weights)
         weights[signal] = 0.0
-        return replace(self, weights=weights)
+        per_kind = {kind: {**w, signal: 0.0} if signal in w else dict(w) for kind, w in self.target_weights.items()}
+        return replace(self, weights=weights, target_weights=per_kind)
 
-    def weight(self, signal: str) -> float:
-        return float(self.weights.get(signal, 0.0))
+    def weight(self, signal: str, target_type: str | None = None) -> float:
+        """The signal's weight for targets of ``target_type`` (``weights`` when the type has no override)."""
+        return float(self.weights_for(target_type).get(signal, 0.0))
+
+    def weights_for(self, target_type: str | None) -> dict[str, float]:
+        return {**self.weights, **self.target_weights.get(target_type or "", {})}
+
+    def active(self, signal: str) -> bool:
+        """Whether any kind of target gives the signal a weight."""
+        return any(self.weight(signal, kind) > 0 for kind in (None, *self.target_weights))
 
 
 class Matcher:
@@ -117,7 +141,7 @@ class Matcher:
         self.version = 0  # bumped by every upsert/remove
         self._changes: deque[tuple[int, int]] = deque(maxlen=max(1, self.config.change_log))
         self._states: OrderedDict[str, TargetState] = OrderedDict()
-        active = [s for s in SIGNALS if self.config.weight(s) > 0 and (s != "dense" or encoder)]
+        active = [s for s in SIGNALS if self.config.active(s) and (s != "dense" or encoder)]
         self.ALGORITHM_VERSION = f"{Matcher.ALGORITHM_VERSION} ({'+'.join(active)})"
 
     # ---- updates ------------------------------------------------------------------------------
@@ -197,17 +221,17 @@ class Matcher:
 
     def _plan(self, target: Target) -> TargetState:
         """Everything about the target that scoring needs, derived once: query, columns, embedding."""
-        cfg = self.config
+        weights = self.config.weights_for(target.target_type)
         text = target_text(target)
         domains = self.target_domains(target, text)
         category = self.target_category(target)
-        present = [s for s in ("text", "experience", "coordinator") if cfg.weight(s) > 0]
-        if cfg.weight("domain") > 0 and domains:
+        present = [s for s in ("text", "experience", "coordinator") if weights.get(s, 0.0) > 0]
+        if weights.get("domain", 0.0) > 0 and domains:
             present.append("domain")
-        if cfg.weight("category") > 0 and category is not None:
+        if weights.get("category", 0.0) > 0 and category is not None:
             present.append("category")
         vector = None
-        if cfg.weight("dense") > 0 and self.encoder is not None:
+        if weights.get("dense", 0.0) > 0 and self.encoder is not None:
             present.append("dense")
             vector = embed_document(self.encoder, text)
         key, fingerprint = self._target_key(target)
@@ -221,6 +245,7 @@ class Matcher:
             domain_cols=[self.store.domain_col[d] for d in domains],
             category_col=self.store.category_col.get(category) if category else None,
             present=tuple(s for s in SIGNALS if s in present),
+            weights=weights,
             vector=vector,
         )
 
@@ -271,8 +296,8 @@ class Matcher:
         raw = self._raw(state, None)
         state.maxima = {s: maximum(v, mask) for s, v in raw.items() if s in NORMALISED}
         signals = self._scaled(raw, state.maxima)
-        stage1 = fuse(self.config.weights, signals, np.zeros(n))
-        if self.config.weight("network") > 0 and self.config.seeds > 0 and mask.any():
+        stage1 = fuse(state.weights, signals, np.zeros(n))
+        if state.weights.get("network", 0.0) > 0 and self.config.seeds > 0 and mask.any():
             eligible = np.flatnonzero(mask)
             k = min(self.config.seeds, eligible.size)
             seeds = eligible[np.argpartition(-stage1[eligible], k - 1)[:k]]
@@ -293,7 +318,7 @@ class Matcher:
             state.seed_keys = {int(r): list(self.graph.row_keys.get(int(r), [])) for r in seeds}
             state.seed_listed = {int(r): self.graph.listed.row_counts(int(r)) for r in seeds}
         self._remember(state)
-        final = np.clip(fuse(self.config.weights, signals, np.zeros(n)), 0.0, 1.0)
+        final = np.clip(fuse(state.weights, signals, np.zeros(n)), 0.0, 1.0)
         final[~mask] = -1.0
         return final, mask, signals, state
 
@@ -391,7 +416,7 @@ class Matcher:
         return score, ""
 
     def _stage1_row(self, state: TargetState, row: int) -> float:
-        return fuse(self.config.weights, self._scaled(self._raw(state, row), state.maxima), 0.0)
+        return fuse(state.weights, self._scaled(self._raw(state, row), state.maxima), 0.0)
 
     def _reseed(self, state: TargetState) -> bool:
         """Re-score the seed contenders under the current idf; False when the seeds would change."""
@@ -418,14 +443,14 @@ class Matcher:
                 return None, f"new {signal} maximum"
         signals = self._scaled(raw, state.maxima)
         if state.network:
-            first = fuse(self.config.weights, signals, 0.0)
+            first = fuse(state.weights, signals, 0.0)
             if first > 0 and (not state.full_seeds or first >= state.min_seed):
                 return None, "enters the second-stage seeds"
             spread = self.graph.spread_to(row, state.seeds, state.seed_keys, state.seed_listed)
             if spread > state.maxima["network"][0] + 1e-12:
                 return None, "new network maximum"
             signals["network"] = scale("network", spread, state.maxima["network"][0])
-        return min(1.0, max(0.0, float(fuse(self.config.weights, signals, 0.0)))), ""
+        return min(1.0, max(0.0, float(fuse(state.weights, signals, 0.0)))), ""
 
     def _full_check(
         self, target: Target, row: int, current: Sequence[tuple[str, float]], top_n: int, reason: str

@@ -63,6 +63,7 @@ class TargetState:
     domain_cols: list[int]
     category_col: int | None
     present: tuple[str, ...]  # first-stage signals scored for this target, in fusion order
+    weights: dict[str, float]  # the signal weights for this kind of target (MatcherConfig.weights_for)
     vector: npt.NDArray[np.float32] | None = None  # target embedding when the dense signal is on
     maxima: dict[str, tuple[float, int]] = field(default_factory=dict)  # signal -> (raw max, its row)
     seeds: dict[int, float] = field(default_factory=dict)  # seed row -> its first-stage score

@@ -197,3 +197,29 @@ def test_empty_matcher_and_no_eligible() -> None:
 def test_algorithm_version_names_signals() -> None:
     assert Matcher.ALGORITHM_VERSION.startswith("bondgenoot-matcher/")
     assert "text" in Matcher().ALGORITHM_VERSION
+
+
+def test_posted_projects_weigh_declared_domains_calls_do_not() -> None:
+    """Weights per kind of target: an institute's project keeps a domain weight, an EDF-fitted call has none."""
+    m = Matcher()
+    same = ["radar signal processing"]
+    m.upsert(company("declares", "BE", same, domains=["aviation-counter-uas"]))
+    m.upsert(company("silent", "BE", same, domains=[]))
+    project = Target(
+        target_type="project",
+        id="P-1",
+        title="Radar signal processing",
+        programme="FSDB",
+        institute="rma",
+        domains=["aviation-counter-uas"],
+    )
+    ranked = m.rank(project, top_n=2)
+    assert [s.company_id for s in ranked] == ["declares", "silent"]
+    assert ranked[0].reasons.signals["domain"] == 1.0 and ranked[1].reasons.signals["domain"] == 0.0
+    assert "aviation-counter-uas" in ranked[0].reasons.summary
+    call = project.model_copy(update={"target_type": "call", "programme": "EDF", "institute": None})
+    scored = m.rank(call, top_n=2)
+    assert scored[0].score == scored[1].score and all("domain" not in s.reasons.signals for s in scored)
+    # The override is configuration: taking the signal out takes it out for every kind of target.
+    assert MatcherConfig().without("domain").weight("domain", "project") == 0.0
+    assert MatcherConfig().weight("domain", "project") == 0.3 and MatcherConfig().weight("domain", "call") == 0.0
