@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -17,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from services.matching.matcher import CompanyProfile, ProjectHistory, Target
+from services.matching.matcher.features import LEGAL_FORMS
 from services.matching.matcher.taxonomy import Taxonomy, normalise_country
-from services.matching.matcher.text import strip_html
+from services.matching.matcher.text import fold, strip_html
 
 DATA_ENV = "BONDGENOOT_EDF_DATA"
 DEFAULT_RELATIVE = Path("..") / "shared" / "data" / "edf" / "edf_calls.json"
@@ -155,9 +157,76 @@ def group_of(name: str) -> str | None:
     return next((g for g in GROUP_PREFIXES if upper.startswith(g)), None)
 
 
+# First words that name a kind of organisation, not an owner: universities, institutes, foundations,
+# ministries, "national", "space", ... in the languages of the file. An organisation whose name starts
+# with one of them is its own group.
+GENERIC_FIRST_WORDS = frozenset(
+    """academia academie academy accademia agence agencia agency akademia aristotle association bundesamt
+    bundesministerium centre center centro centrum cnr commissariat consiglio consorzio cyber defence
+    defense deutsches ecole ethniko ethnicon european fondazione fraunhofer fundacao fundacio fundacion
+    fundacja german hellenic idryma institut institute instituto instytut istituto kentro military
+    ministere ministerio ministero ministry national nationale naval netherlands osrodek panepistimio
+    politechnika politecnico polytechnion royal siec societe space stichting technical technische
+    technologies the universidad universidade universita universitaet universitat universite
+    universiteit university univerza univerzita uniwersytet ustav vysoke wojskowa wojskowy""".split()
+)
+_LEADING_FORMS = frozenset({"sia", "uab", "as", "oy", "ab", "sa", "ooo", "zao"})
+_NAME_WORD = re.compile(r"[a-z0-9]+")
+
+
+def brand_of(name: str) -> str | None:
+    """Proxy for the control group from the name alone: the first distinctive word ("THALES LAS
+    FRANCE SAS" and "THALES SIX GTS FRANCE SAS" -> "THALES"), after legal forms.
+
+    The file has no ownership data; a registered profile carries ``parent_group``, which the platform
+    uses instead. A brand shared by only one organisation changes nothing: that organisation is its
+    own group. Generic first words (``GENERIC_FIRST_WORDS``) and words of fewer than 3 letters give no
+    brand, so universities or "SPACE …" companies are not lumped together.
+    """
+    known = group_of(name)
+    if known is not None:
+        return known
+    words = [w for w in _NAME_WORD.findall(fold(name)) if w not in LEGAL_FORMS]
+    while words and words[0] in _LEADING_FORMS:
+        words = words[1:]
+    if not words or len(words[0]) < 3 or words[0] in GENERIC_FIRST_WORDS or words[0].isdigit():
+        return None
+    return words[0].upper()
+
+
 def year_of(topic_id: str) -> int | None:
     parts = topic_id.split("-")
     return next((int(p) for p in parts[1:3] if p.isdigit() and len(p) == 4), None)
+
+
+TOPIC_ID = re.compile(r"\bEDF-20\d\d-[A-Z0-9]+(?:-[A-Z0-9]+)*")
+
+
+def topic_code(topic_id: str) -> str:
+    """The code a topic keeps from one call year to the next: the id's last part ("…-SME-NT": two)."""
+    parts = topic_id.split("-")
+    return "-".join(parts[-2:]) if parts[-1] == "NT" and len(parts) > 2 else parts[-1]
+
+
+def topic_kind(topic_id: str) -> str:
+    """SME, SMERO, DIS, CHALLENGE (the small lump-sum kinds; EDF-2021 "OPEN" topics are SME calls) or OTHER."""
+    parts = set(topic_id.split("-"))
+    for kind in ("SMERO", "SME", "DIS", "CHALLENGE"):
+        if kind in parts:
+            return kind
+    return "OTHER" if "OPEN" not in parts else "SME"
+
+
+def named_topics(description: str) -> set[str]:
+    """Topic ids of earlier EDF calls that a call text names (its predecessors, usually)."""
+    return set(TOPIC_ID.findall(description))
+
+
+def subject(topic_id: str) -> str:
+    """What the call tells about the work: "non-thematic" (…-NT: any subject), "challenge", or "thematic"."""
+    if topic_id.endswith("-NT"):
+        return "non-thematic"
+    return "challenge" if "-CHALLENGE-" in topic_id else "thematic"
 
 
 def profiles_from(projects: Iterable[Project], data: Dataset, taxonomy: Taxonomy) -> dict[str, CompanyProfile]:
@@ -196,7 +265,7 @@ def profiles_from(projects: Iterable[Project], data: Dataset, taxonomy: Taxonomy
             domains=domains,
             capabilities=topics[pic],
             keywords=[],
-            parent_group=group_of(who.name),
+            parent_group=brand_of(who.name),
             pic=pic,
             history=items,
         )

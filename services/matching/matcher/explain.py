@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.matching.matcher.models import CapabilityMatch, Reasons, Suggestion, Target
-from services.matching.matcher.text import BOILERPLATE_STEMS, _fold, stem, target_text, tokenize
+from services.matching.matcher.text import BOILERPLATE_STEMS, fold, stem, target_text, tokenize
 
 if TYPE_CHECKING:
     from services.matching.matcher.matcher import Matcher
@@ -28,7 +28,7 @@ _WORD = re.compile(r"[a-z0-9]+")
 def surface_forms(text: str) -> dict[str, str]:
     """Stem -> the first word in the text that produced it, so reasons show "sensors", not "sens"."""
     out: dict[str, str] = {}
-    for word in _WORD.findall(_fold(text)):
+    for word in _WORD.findall(fold(text)):
         out.setdefault(stem(word), word)
     return out
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 from services.matching.matcher.models import CompanyProfile, ProjectHistory
 from services.matching.matcher.taxonomy import Taxonomy
-from services.matching.matcher.text import _fold, tokenize
+from services.matching.matcher.text import fold, tokenize
 
 # Legal-form words dropped when comparing organisation names ("THALES SA" is "Thales").
-_LEGAL_FORMS = frozenset(
+LEGAL_FORMS = frozenset(
     "sa spa sas sarl srl sl slu gmbh mbh ag kg bv nv ab as asa oy oyj ltd limited plc inc llc aps sro zrt ou "
     "uab as ae ike ee se co kft doo bvba cvba vzw asbl ev spzoo".split()
 )
@@ -27,7 +27,7 @@ def normalise_key(raw: str) -> str:
     text = raw.strip()
     if text.isdigit():
         return f"pic:{text}"
-    words = [w for w in _WORD.findall(_fold(text)) if w not in _LEGAL_FORMS]
+    words = [w for w in _WORD.findall(fold(text)) if w not in LEGAL_FORMS]
     return "name:" + " ".join(words) if words else ""
 
 

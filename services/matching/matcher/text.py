@@ -66,7 +66,8 @@ def strip_html(text: str) -> str:
     return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", text))).strip()
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
+    """Lower case without accents (also used to compare organisation names)."""
     # NFKD + drop combining marks: "Défense" and "Defense" are the same word to a matcher.
     if text.isascii():  # the common case; NFKD over long call texts is the slow part
         return text.lower()
@@ -90,7 +91,7 @@ def stem(word: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     """Stemmed content tokens, in order (duplicates kept: term frequency matters)."""
-    return [stem(w) for w in _TOKEN.findall(_fold(text)) if len(w) > 1 and w not in STOPWORDS and not w.isdigit()]
+    return [stem(w) for w in _TOKEN.findall(fold(text)) if len(w) > 1 and w not in STOPWORDS and not w.isdigit()]
 
 
 BOILERPLATE_STEMS: frozenset[str] = frozenset(stem(w) for w in CALL_BOILERPLATE)

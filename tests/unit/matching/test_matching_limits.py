@@ -60,3 +60,18 @@ def test_limits_cli_on_synthetic_file(synthetic_edf: Path, capsys: pytest.Captur
     assert result["ceiling_coordinator@20"] == pytest.approx(1.0)
     measured = [v for k, v in result.items() if k.endswith("recall@20") and not k.startswith("ceiling")]
     assert measured and all(0.0 <= v <= result["ceiling_recall@20"] for v in measured)
+
+
+def test_limits_coordinator_section(synthetic_edf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--data", str(synthetic_edf), "--eval", "EDF-2023", "--coordinators"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    # P3 (a thematic UWW topic) is led by organisation 1, which led P1 in 2022.
+    assert set(result["coordinator_by_subject"]) == {"thematic"}
+    assert result["coordinator_by_subject"]["thematic"]["projects"] == 1
+    assert result["coordinators"] == result["coordinators_with_history"] == 1
+    assert result["coordinators_with_1_or_2_earlier_projects"] == 1
+    assert result["coordinator_bound_thematic_perfect"] == pytest.approx(1.0)
+    (row,) = result["coordinator_rows"]
+    assert row["coordinator"] == "ORG 1" and row["earlier_projects"] == 1 and row["earlier_coordinations"] == 1
+    assert any(line.startswith("| EDF-2023-DA-UWW-C | thematic | ORG 1 | 1 | 1 |") for line in lines)
