@@ -7,7 +7,7 @@ EVAL ?= EDF-2023
 DURATION ?= 300
 MATCHING_REPLICAS ?= 1
 
-.PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-portal bench-matching bench-matching-limits bench-scale venv chaos chaos-ci
+.PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-portal bench-matching bench-matching-limits bench-matching-experiments bench-scale venv chaos chaos-ci
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -86,7 +86,11 @@ bench-matching: venv
 
 ## What any ranking could reach on that file: ceiling, popularity, country-mix oracle (same protocol).
 bench-matching-limits: venv
-	$(PYTHON) -m bench.matching.limits --data $(DATA) --eval $(EVAL) --protocol $(PROTOCOL)
+	$(PYTHON) -m bench.matching.limits --data $(DATA) --eval $(EVAL) --protocol $(PROTOCOL) $(ARGS)
+
+## make bench-matching-experiments DATA=<path> EVAL=EDF-2022,EDF-2023: the ideas tried against the matcher
+bench-matching-experiments: venv
+	$(PYTHON) -m bench.matching.experiments --data $(DATA) --eval $(EVAL)
 
 bench-scale: venv
 	$(PYTHON) -m bench.matching.scale
