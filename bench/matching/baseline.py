@@ -12,7 +12,8 @@ from rank_bm25 import BM25Okapi
 
 from services.matching.matcher import CompanyProfile, Target
 from services.matching.matcher.features import profile_text
-from services.matching.matcher.text import target_text, tokenize
+from services.matching.matcher.text import target_text
+from shared.text import tokenize
 
 
 class TokenCache:

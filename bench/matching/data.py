@@ -19,8 +19,9 @@ from typing import Any
 
 from services.matching.matcher import CompanyProfile, ProjectHistory, Target
 from services.matching.matcher.features import LEGAL_FORMS
-from services.matching.matcher.taxonomy import Taxonomy, normalise_country
-from services.matching.matcher.text import fold, strip_html
+from shared.taxonomy import normalise_country
+from shared.taxonomy_index import TaxonomyIndex
+from shared.text import fold, strip_html
 
 DATA_ENV = "BONDGENOOT_EDF_DATA"
 DEFAULT_RELATIVE = Path("..") / "shared" / "data" / "edf" / "edf_calls.json"
@@ -229,7 +230,7 @@ def subject(topic_id: str) -> str:
     return "challenge" if "-CHALLENGE-" in topic_id else "thematic"
 
 
-def profiles_from(projects: Iterable[Project], data: Dataset, taxonomy: Taxonomy) -> dict[str, CompanyProfile]:
+def profiles_from(projects: Iterable[Project], data: Dataset, taxonomy: TaxonomyIndex) -> dict[str, CompanyProfile]:
     """One profile per organisation, from exactly these projects (titles, objectives, topics, partners)."""
     history: dict[str, list[ProjectHistory]] = defaultdict(list)
     latest: dict[str, Participant] = {}
@@ -272,7 +273,7 @@ def profiles_from(projects: Iterable[Project], data: Dataset, taxonomy: Taxonomy
     return out
 
 
-def target_for(project: Project, data: Dataset, taxonomy: Taxonomy) -> Target:
+def target_for(project: Project, data: Dataset, taxonomy: TaxonomyIndex) -> Target:
     """The topic as the platform would see the call: title + description (HTML stripped)."""
     topic = data.topics.get(project.topic_id, {})
     parts = project.topic_id.split("-")

@@ -33,7 +33,7 @@ from bench.matching.features import CaseFeatures, YearFeatures, year_features
 from bench.matching.metrics import hit_at_k, mean, paired_bootstrap_ci, recall_at_k
 from bench.matching.run import Harness
 from services.matching.matcher import MatcherConfig
-from services.matching.matcher.taxonomy import load_taxonomy
+from shared.taxonomy_index import load_index
 
 FloatArray = npt.NDArray[np.float64]
 Scorer = Callable[[CaseFeatures], FloatArray]
@@ -304,7 +304,7 @@ def _ci(pair: Sequence[float]) -> str:
 
 def run(data: Dataset, prefixes: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """Per prefix: {"ideas": {idea: row}, "coordinator": {ranking: coordinator@k}}."""
-    taxonomy = load_taxonomy()
+    taxonomy = load_index()
     harness = Harness(data, taxonomy)
     config = MatcherConfig()
     # Every evaluated year before the last is also training data for the learning-to-rank rows.

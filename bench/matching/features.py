@@ -46,8 +46,10 @@ from scipy.sparse import csr_matrix
 from bench.matching.data import named_topics, subject, topic_code, topic_kind, year_of
 from bench.matching.run import Harness
 from services.matching.matcher import CompanyProfile, MatcherConfig, Target
-from services.matching.matcher.features import COORDINATOR_ROLES, profile_text
-from services.matching.matcher.text import target_text, tokenize
+from services.matching.matcher.features import profile_text
+from services.matching.matcher.text import target_text
+from shared.consortium_rules import COORDINATOR_ROLES
+from shared.text import tokenize
 
 FloatArray = npt.NDArray[np.float64]
 LSA_DIMENSIONS = 100

@@ -39,7 +39,7 @@ from bench.matching.data import DATA_ENV, Dataset, Project, load_or_report, subj
 from bench.matching.metrics import hit_at_k, mean, recall_at_k
 from bench.matching.run import PROTOCOLS, Harness
 from services.matching.matcher import CompanyProfile, Matcher, MatcherConfig, Target
-from services.matching.matcher.taxonomy import Taxonomy, load_taxonomy
+from shared.taxonomy_index import TaxonomyIndex, load_index
 
 K = 20
 
@@ -79,7 +79,7 @@ def _ranked(matcher: Matcher, target: Target, candidates: Sequence[str]) -> list
     return sorted(candidates, key=lambda c: (-score[c], c))
 
 
-def measure(data: Dataset, taxonomy: Taxonomy, prefix: str, protocol: str = "temporal") -> dict[str, Any]:
+def measure(data: Dataset, taxonomy: TaxonomyIndex, prefix: str, protocol: str = "temporal") -> dict[str, Any]:
     harness = Harness(data, taxonomy, protocol=protocol)
     matcher = harness.build(MatcherConfig(), prefix)
     bm25 = Bm25Baseline()
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_or_report(args.data)
     if data is None:
         return 2
-    taxonomy = load_taxonomy()
+    taxonomy = load_index()
     results = [measure(data, taxonomy, p.strip(), args.protocol) for p in args.eval.split(",") if p.strip()]
     for result in results:
         print("  ".join(f"{k}={v}" for k, v in result.items() if k != "coordinator_rows"), file=sys.stderr)

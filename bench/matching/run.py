@@ -49,7 +49,7 @@ from services.matching.matcher import (
     propose_consortia,
 )
 from services.matching.matcher.embeddings import TextEncoder
-from services.matching.matcher.taxonomy import Taxonomy
+from shared.taxonomy_index import TaxonomyIndex
 
 KS = (10, 20, 50)
 RANK_DEPTH = 60  # suggestions handed to the consortium builder
@@ -134,7 +134,7 @@ class Harness:
     """Builds matchers over a set of profiles and walks the evaluated projects under one protocol."""
 
     def __init__(
-        self, data: Dataset, taxonomy: Taxonomy, encoder: TextEncoder | None = None, *, protocol: str = "temporal"
+        self, data: Dataset, taxonomy: TaxonomyIndex, encoder: TextEncoder | None = None, *, protocol: str = "temporal"
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
@@ -299,7 +299,11 @@ def evaluate(
 
 
 def _consortia(
-    scores: ConsortiumScores, case: Case, suggestions: Sequence[Any], bm25_ranked: Sequence[str], taxonomy: Taxonomy
+    scores: ConsortiumScores,
+    case: Case,
+    suggestions: Sequence[Any],
+    bm25_ranked: Sequence[str],
+    taxonomy: TaxonomyIndex,
 ) -> None:
     """Best proposal vs the real consortium, beside greedy top-k of the same ranking and of BM25's."""
     target, profiles, real = case.target, case.profiles, case.truth

@@ -24,7 +24,8 @@ from typing import Any  # noqa: E402
 from bench.matching.generator import companies, targets  # noqa: E402
 from services.matching.matcher import Matcher, Target  # noqa: E402
 from services.matching.matcher.features import profile_text  # noqa: E402
-from services.matching.matcher.text import target_text, tokenize  # noqa: E402
+from services.matching.matcher.text import target_text  # noqa: E402
+from shared.text import tokenize  # noqa: E402
 
 
 def rss_mb() -> float:

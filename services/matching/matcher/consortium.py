@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from services.matching.matcher.coverage import Need, covers, needs_of
 from services.matching.matcher.eligibility import country_rules
 from services.matching.matcher.models import (
     CompanyProfile,
@@ -32,7 +31,9 @@ from services.matching.matcher.rules import (
     is_posting_institute,
     spec_for,
 )
-from services.matching.matcher.taxonomy import Taxonomy, load_taxonomy, normalise_country
+from shared.coverage import Need, covers, needs_of
+from shared.taxonomy import normalise_country
+from shared.taxonomy_index import TaxonomyIndex, load_index
 
 __all__ = ["SPECS", "check_rules", "proposal_size", "propose_consortia"]
 
@@ -109,11 +110,11 @@ def propose_consortia(
     profiles: Mapping[str, CompanyProfile],
     max_proposals: int = 3,
     *,
-    taxonomy: Taxonomy | None = None,
+    taxonomy: TaxonomyIndex | None = None,
     size: int | None = None,
 ) -> list[ConsortiumProposal]:
     """Up to ``max_proposals`` consortia that pass every rule of the target's programme."""
-    tax = taxonomy or load_taxonomy()
+    tax = taxonomy or load_index()
     spec = spec_for(target.programme)
     rule = country_rules(tax).get(target.programme, country_rules(tax)["OTHER"])
     relevance = {s.company_id: s.score for s in ranked}
@@ -161,7 +162,7 @@ def _build(
     covered_by: Callable[[CompanyProfile], set[int]],
     relevance: Mapping[str, float],
     wanted: int,
-    tax: Taxonomy,
+    tax: TaxonomyIndex,
 ) -> ConsortiumProposal | None:
     b = _Builder(needs, covered_by)
     b.add(lead)
@@ -217,7 +218,7 @@ def _proposal(
     institute: CompanyProfile | None,
     needs: Sequence[Need],
     relevance: Mapping[str, float],
-    tax: Taxonomy,
+    tax: TaxonomyIndex,
 ) -> ConsortiumProposal:
     coverage: list[NeedCoverage] = []
     member_covers: dict[str, list[str]] = {m.id: [] for m in b.members}

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.matching.matcher.models import CompanyProfile, Target
-from services.matching.matcher.taxonomy import Taxonomy, normalise_country
 from shared.consortium_rules import COUNTRY_LABELS
+from shared.taxonomy import normalise_country
+from shared.taxonomy_index import TaxonomyIndex
 
 PROGRAMMES: tuple[str, ...] = ("EDF", "VLAIO", "FSDB", "DEFRA", "DIANA", "OTHER")
 
@@ -33,7 +34,7 @@ LABELS = COUNTRY_LABELS
 """How an explanation names each programme's accepted countries (shared with the consortium rules)."""
 
 
-def country_rules(taxonomy: Taxonomy) -> dict[str, CountryRule]:
+def country_rules(taxonomy: TaxonomyIndex) -> dict[str, CountryRule]:
     return {p: CountryRule(p, taxonomy.eligible_countries(p), LABELS[p]) for p in PROGRAMMES}
 
 

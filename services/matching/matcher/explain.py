@@ -14,7 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from services.matching.matcher.models import CapabilityMatch, Reasons, Suggestion, Target
-from services.matching.matcher.text import BOILERPLATE_STEMS, fold, stem, target_text, tokenize
+from services.matching.matcher.text import BOILERPLATE_STEMS, target_text
+from shared.text import fold, stem, tokenize
 
 if TYPE_CHECKING:
     from services.matching.matcher.matcher import Matcher

@@ -9,9 +9,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from services.matching.matcher.models import CompanyProfile, ProjectHistory
-from services.matching.matcher.taxonomy import Taxonomy
-from services.matching.matcher.text import fold, tokenize
+from services.matching.matcher.models import CompanyProfile
+from shared.consortium_rules import COORDINATOR_ROLES
+from shared.coverage import history_text
+from shared.taxonomy_index import TaxonomyIndex
+from shared.text import fold, tokenize
 
 # Legal-form words dropped when comparing organisation names ("THALES SA" is "Thales").
 LEGAL_FORMS = frozenset(
@@ -19,7 +21,6 @@ LEGAL_FORMS = frozenset(
     "uab as ae ike ee se co kft doo bvba cvba vzw asbl ev spzoo".split()
 )
 _WORD = re.compile(r"[a-z0-9]+")
-COORDINATOR_ROLES = frozenset({"coordinator", "coord", "lead", "leader"})
 
 
 def normalise_key(raw: str) -> str:
@@ -36,10 +37,6 @@ def own_keys(profile: CompanyProfile) -> list[str]:
     if profile.pic:
         keys.append(normalise_key(profile.pic))
     return [k for k in dict.fromkeys(keys) if k]
-
-
-def history_text(item: ProjectHistory) -> str:
-    return f"{item.title}. {item.summary}"
 
 
 def profile_statements(profile: CompanyProfile) -> list[str]:
@@ -70,7 +67,7 @@ class ProfileFeatures:
     category_topics: dict[str, list[str]] = field(default_factory=dict)  # category -> topic ids, for reasons
 
 
-def extract(profile: CompanyProfile, taxonomy: Taxonomy, *, statement_weight: int = 2) -> ProfileFeatures:
+def extract(profile: CompanyProfile, taxonomy: TaxonomyIndex, *, statement_weight: int = 2) -> ProfileFeatures:
     """Derive the index features of a profile.
 
     Capability statements and keywords are the company's own words about what it does, so they count

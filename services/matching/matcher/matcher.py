@@ -48,8 +48,9 @@ from services.matching.matcher.scoring import (
     scale,
 )
 from services.matching.matcher.store import ProfileStore
-from services.matching.matcher.taxonomy import Taxonomy, load_taxonomy
-from services.matching.matcher.text import BOILERPLATE_STEMS, query_weights, target_text, tokenize
+from services.matching.matcher.text import BOILERPLATE_STEMS, query_weights, target_text
+from shared.taxonomy_index import TaxonomyIndex, load_index
+from shared.text import tokenize
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -123,11 +124,11 @@ class Matcher:
         self,
         config: MatcherConfig | None = None,
         *,
-        taxonomy: Taxonomy | None = None,
+        taxonomy: TaxonomyIndex | None = None,
         encoder: TextEncoder | None = None,
     ) -> None:
         self.config = config or MatcherConfig()
-        self.taxonomy = taxonomy or load_taxonomy()
+        self.taxonomy = taxonomy or load_index()
         self.rules = country_rules(self.taxonomy)
         self.encoder = encoder
         self.terms = SparseField(bm25=(self.config.k1, self.config.b))

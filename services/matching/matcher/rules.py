@@ -13,12 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.matching.matcher.coverage import covers, needs_of
 from services.matching.matcher.eligibility import country_rules
-from services.matching.matcher.features import COORDINATOR_ROLES, normalise_key
+from services.matching.matcher.features import normalise_key
 from services.matching.matcher.models import CompanyProfile, ConsortiumMember, ConsortiumProposal, RuleCheck, Target
-from services.matching.matcher.taxonomy import Taxonomy, load_taxonomy
-from shared.consortium_rules import SPECS, Member, ProgrammeSpec, Roster, check_roster, control_group, spec_for
+from shared.consortium_rules import (
+    SPECS,
+    Member,
+    ProgrammeSpec,
+    Roster,
+    check_roster,
+    control_group,
+    coordinated_before,
+    known_members,
+    spec_for,
+)
+from shared.consortium_rules import needs_covered as needs_rule
+from shared.coverage import covers, needs_of
+from shared.taxonomy_index import TaxonomyIndex, load_index
 
 __all__ = [
     "SPECS",
@@ -39,7 +50,7 @@ def group_of(profile: CompanyProfile) -> str:
 
 def has_coordinated(profile: CompanyProfile) -> bool:
     """Led a funded project before (its history says so)."""
-    return any((h.role or "").lower() in COORDINATOR_ROLES for h in profile.history)
+    return coordinated_before(h.role for h in profile.history)
 
 
 def is_posting_institute(profile: CompanyProfile, target: Target) -> bool:
@@ -91,30 +102,24 @@ def _resolve(
     return known, unknown
 
 
-def known_members(unknown: list[str]) -> RuleCheck:
-    detail = "all members are registered" if not unknown else f"unknown: {unknown}"
-    return RuleCheck(rule="known_members", passed=not unknown, detail=detail)
-
-
-def needs_covered(target: Target, members: list[CompanyProfile], taxonomy: Taxonomy) -> RuleCheck:
+def needs_covered(target: Target, members: list[CompanyProfile], taxonomy: TaxonomyIndex) -> RuleCheck:
     needs = needs_of(target, taxonomy)
     uncovered = [need.text for need in needs if not any(covers(need, m, taxonomy).covered for m in members)]
-    detail = f"all {len(needs)} needs covered" if not uncovered else f"uncovered: {', '.join(uncovered)}"
-    return RuleCheck(rule="needs_covered", passed=not uncovered, detail=detail)
+    return needs_rule(len(needs), uncovered)
 
 
 def check_rules(
     proposal: ConsortiumProposal,
     target: Target,
     profiles: Mapping[str, CompanyProfile],
-    taxonomy: Taxonomy | None = None,
+    taxonomy: TaxonomyIndex | None = None,
 ) -> list[RuleCheck]:
     """Every rule of the target's programme, re-checked against the profiles.
 
     Unknown members are left out of the roster (and fail ``known_members``), so the structural
     rules judge only what the profiles show.
     """
-    tax = taxonomy or load_taxonomy()
+    tax = taxonomy or load_index()
     country_rule = country_rules(tax).get(target.programme, country_rules(tax)["OTHER"])
     known, unknown = _resolve(proposal, profiles)
     roster = Roster(

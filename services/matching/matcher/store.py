@@ -13,13 +13,14 @@ from services.matching.matcher.eligibility import PROGRAMMES, CountryRule
 from services.matching.matcher.features import ProfileFeatures
 from services.matching.matcher.index import _grow
 from services.matching.matcher.models import CompanyProfile
-from services.matching.matcher.taxonomy import Taxonomy, normalise_country
+from shared.taxonomy import normalise_country
+from shared.taxonomy_index import TaxonomyIndex
 
 ORG_TYPES: tuple[str, ...] = ("company", "research", "public", "other")
 
 
 class ProfileStore:
-    def __init__(self, taxonomy: Taxonomy, rules: dict[str, CountryRule]) -> None:
+    def __init__(self, taxonomy: TaxonomyIndex, rules: dict[str, CountryRule]) -> None:
         self.domains = list(taxonomy.domains)
         self.domain_col = {d: i for i, d in enumerate(self.domains)}
         self.categories = list(taxonomy.categories)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from services.matching.matcher import CompanyProfile, Matcher, ProjectHistory, Target
-from services.matching.matcher.taxonomy import Taxonomy, load_taxonomy
+from shared.taxonomy_index import TaxonomyIndex, load_index
 
 
 def company(
@@ -46,8 +46,8 @@ def past(title: str, topic: str, partners: list[str], role: str = "participant")
 
 
 @pytest.fixture(scope="session")
-def taxonomy() -> Taxonomy:
-    return load_taxonomy()
+def taxonomy() -> TaxonomyIndex:
+    return load_index()
 
 
 @pytest.fixture

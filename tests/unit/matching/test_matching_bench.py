@@ -11,12 +11,12 @@ from bench.matching.__main__ import main
 from bench.matching.data import load, others, profiles_from, resolve_path, target_for
 from bench.matching.run import METRICS, Harness
 from services.matching.matcher import MatcherConfig
-from services.matching.matcher.taxonomy import load_taxonomy
+from shared.taxonomy_index import load_index
 
 
 def test_profiles_never_include_the_held_out_project(synthetic_edf: Path) -> None:
     data = load(synthetic_edf)
-    tax = load_taxonomy()
+    tax = load_index()
     held = data.eval_projects("EDF-2023")[0]
     profiles = profiles_from(others(data.projects, held), data, tax)
     assert all(h.topic_id != held.topic_id for p in profiles.values() for h in p.history)
@@ -59,12 +59,12 @@ def test_benchmark_cli_on_synthetic_file(synthetic_edf: Path, capsys: pytest.Cap
 
 def test_temporal_protocol_profiles_only_earlier_years(synthetic_edf: Path) -> None:
     data = load(synthetic_edf)
-    harness = Harness(data, load_taxonomy(), protocol="temporal")
+    harness = Harness(data, load_index(), protocol="temporal")
     profiles = harness.history("EDF-2023")
     assert {h.topic_id[:8] for p in profiles.values() for h in p.history} == {"EDF-2022"}
     # Nothing is known before 2022: no candidates at all for a 2022 call.
     assert harness.history("EDF-2022") == {}
-    loo = Harness(data, load_taxonomy(), protocol="loo")
+    loo = Harness(data, load_index(), protocol="loo")
     matcher = loo.build(MatcherConfig(), "EDF-2023")
     cases = list(loo.cases("EDF-2023", {"m": matcher}))
     assert len(cases) == 1 and all(
@@ -82,7 +82,7 @@ def test_real_file_leakage_free() -> None:
     if not path.is_file():
         pytest.skip(f"real EDF data not present at {path} (set BONDGENOOT_EDF_DATA to run this test)")
     data = load(path)
-    tax = load_taxonomy()
+    tax = load_index()
     held = data.eval_projects("EDF-2023")[0]
     profiles = profiles_from(others(data.projects, held), data, tax)
     titles = {h.title for p in profiles.values() for h in p.history}

@@ -14,7 +14,7 @@ from bench.matching.experiments import Logistic, main
 from bench.matching.features import year_features
 from bench.matching.run import Harness
 from services.matching.matcher import MatcherConfig
-from services.matching.matcher.taxonomy import load_taxonomy
+from shared.taxonomy_index import load_index
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_experiments_features_are_leak_free(synthetic_edf: Path) -> None:
 
     Every feature must be the same whoever won the evaluated project; only the labels may change.
     """
-    tax = load_taxonomy()
+    tax = load_index()
     real = year_features(Harness(load(synthetic_edf), tax), "EDF-2023", MatcherConfig()).cases[0]
     swapped = year_features(Harness(load(_swap_consortium(synthetic_edf)), tax), "EDF-2023", MatcherConfig()).cases[0]
     assert real.truth != swapped.truth and real.candidates == swapped.candidates
@@ -71,7 +71,7 @@ def test_experiments_features_are_leak_free(synthetic_edf: Path) -> None:
 
 
 def test_logistic_regression_separates_a_separable_feature(synthetic_edf: Path) -> None:
-    case = year_features(Harness(load(synthetic_edf), load_taxonomy()), "EDF-2023", MatcherConfig()).cases[0]
+    case = year_features(Harness(load(synthetic_edf), load_index()), "EDF-2023", MatcherConfig()).cases[0]
     case.columns["signal"] = np.array([1.0 if c in case.truth else 0.0 for c in case.candidates])
     model = Logistic(("signal",)).fit([case], lambda c: c.column("signal"))
     scores = model(case)

@@ -1,15 +1,16 @@
-"""The matcher's view of the shared taxonomy (:mod:`shared.taxonomy`): lookup tables for ranking.
+"""Lookup tables on the shared taxonomy (:mod:`shared.taxonomy`) for ranking and need coverage.
 
 ``shared.taxonomy`` finds, reads, validates and caches contracts/taxonomy.json and owns the country
 groups, programme country rules and country-code normalisation. This module only reshapes that data
-into what the matcher's hot paths use: slug -> lower-case keywords, upper-case category code ->
-domains, the EDF category of a topic id, and whole-word keyword hits per domain.
+into what hot paths use: slug -> lower-case keywords, upper-case category code -> domains, the EDF
+category of a topic id, and whole-word keyword hits per domain. The matcher ranks with it and
+:mod:`shared.coverage` judges needs with it, so a proposal and a real roster see the same domains.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -20,17 +21,16 @@ from shared.taxonomy import COUNTRY_ALIASES, TAXONOMY_ENV, normalise_country, re
 __all__ = [
     "COUNTRY_ALIASES",
     "TAXONOMY_ENV",
-    "Taxonomy",
+    "TaxonomyIndex",
     "from_shared",
-    "load_taxonomy",
+    "load_index",
     "normalise_country",
     "taxonomy_from_dict",
-    "union",
 ]
 
 
 @dataclass(frozen=True)
-class Taxonomy:
+class TaxonomyIndex:
     """Domains with keywords, EDF category codes mapped to domains, and named country groups."""
 
     domain_keywords: dict[str, tuple[str, ...]]
@@ -86,9 +86,9 @@ class Taxonomy:
         return [slug for slug, words in self.keyword_hits(text).items() if len(words) >= min_hits]
 
 
-def from_shared(base: shared_taxonomy.Taxonomy) -> Taxonomy:
-    """The matcher's lookup tables for a parsed shared taxonomy."""
-    return Taxonomy(
+def from_shared(base: shared_taxonomy.Taxonomy) -> TaxonomyIndex:
+    """The lookup tables for a parsed shared taxonomy."""
+    return TaxonomyIndex(
         domain_keywords={d.slug: tuple(k.lower() for k in d.keywords) for d in base.domains},
         category_domains={c.code.upper(): c.domains for c in base.categories},
         country_groups=dict(base.country_groups),
@@ -96,23 +96,16 @@ def from_shared(base: shared_taxonomy.Taxonomy) -> Taxonomy:
     )
 
 
-def taxonomy_from_dict(data: Mapping[str, Any]) -> Taxonomy:
-    """Build the matcher view from a decoded taxonomy document (validated by shared.taxonomy)."""
+def taxonomy_from_dict(data: Mapping[str, Any]) -> TaxonomyIndex:
+    """Build the lookup tables from a decoded taxonomy document (validated by shared.taxonomy)."""
     return from_shared(shared_taxonomy.parse_taxonomy(data))
 
 
-def load_taxonomy(path: str | None = None) -> Taxonomy:
+def load_index(path: str | None = None) -> TaxonomyIndex:
     """The taxonomy, read once per file by shared.taxonomy (path, env BONDGENOOT_TAXONOMY, or contracts/)."""
     return _view(shared_taxonomy.load_taxonomy(path))
 
 
 @lru_cache(maxsize=4)
-def _view(base: shared_taxonomy.Taxonomy) -> Taxonomy:
+def _view(base: shared_taxonomy.Taxonomy) -> TaxonomyIndex:
     return from_shared(base)
-
-
-def union(groups: Iterable[frozenset[str]]) -> frozenset[str]:
-    out: set[str] = set()
-    for g in groups:
-        out |= g
-    return frozenset(out)
