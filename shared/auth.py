@@ -200,6 +200,14 @@ class Access(StrEnum):
     """The institute that posted the project, integrators and admins (suggestions.v1 is public)."""
     OWN_ACCOUNT = "own-account"
     """The account itself (the path's account id) and admins."""
+    ORGANISATION = "organisation"
+    """Institutes and companies (and admins): organisations that can build a consortium."""
+    CONSORTIUM_LEAD = "consortium-lead"
+    """The organisation leading the consortium draft, and admins."""
+    CONSORTIUM_MEMBER = "consortium-member"
+    """The lead and the accepted members of the consortium, and admins (not pending or declined invitees)."""
+    INVITEE = "invitee"
+    """The company the invitation is addressed to, and admins."""
     INTERNAL = "internal"
     """Services only: ``X-Internal-Token: $BONDGENOOT_INTERNAL_TOKEN``; no user token, not even admin."""
 
@@ -229,7 +237,23 @@ def allowed(access: Access, caller: Caller, *, own: bool) -> bool:
             return caller == "integrator" or (caller == "institute" and own)
         case Access.OWN_ACCOUNT:
             return own
+        case Access.ORGANISATION:
+            return caller in ("institute", "company")
+        case Access.CONSORTIUM_LEAD | Access.CONSORTIUM_MEMBER:
+            return caller in ("institute", "company") and own
+        case Access.INVITEE:
+            return caller == "company" and own
     return False
+
+
+OWNER_LOOKUP: dict[Access, tuple[Caller, ...]] = {
+    Access.OWN_PROJECT: ("institute",),
+    Access.PROJECT_INSIGHT: ("institute",),
+    Access.CONSORTIUM_LEAD: ("institute", "company"),
+    Access.CONSORTIUM_MEMBER: ("institute", "company"),
+    Access.INVITEE: ("company",),
+}
+"""Accesses whose "own" needs the resource looked up, and for which callers (the others are refused anyway)."""
 
 
 @dataclass(frozen=True)
@@ -292,10 +316,28 @@ ACCESS_TABLE: tuple[Endpoint, ...] = (
     Endpoint("alerts", "GET", "/subscriptions/{company_id}/deliveries", Access.OWN_COMPANY),
     Endpoint("alerts", "GET", "/deliveries/{delivery_id}", Access.OWN_COMPANY, "the delivery's company"),
     Endpoint("alerts", "POST", "/deliveries/{delivery_id}/redeliver", Access.OWN_COMPANY, "the delivery's company"),
+    # consortia
+    Endpoint("consortia", "POST", "/consortia", Access.ORGANISATION, "the caller's organisation becomes the lead"),
+    Endpoint("consortia", "GET", "/consortia", Access.ORGANISATION, "the caller's own drafts (lead or member)"),
+    Endpoint("consortia", "GET", "/consortia/{consortium_id}", Access.CONSORTIUM_MEMBER, "roster, rules, gaps"),
+    Endpoint("consortia", "POST", "/consortia/{consortium_id}/invitations", Access.CONSORTIUM_LEAD),
+    Endpoint(
+        "consortia",
+        "DELETE",
+        "/consortia/{consortium_id}/members/{company_id}",
+        Access.CONSORTIUM_MEMBER,
+        "the lead removes a member, or a member leaves",
+    ),
+    Endpoint("consortia", "POST", "/consortia/{consortium_id}/outcome", Access.CONSORTIUM_LEAD),
+    Endpoint("consortia", "GET", "/invitations/{invitation_id}", Access.INVITEE, "what the invitee is asked"),
+    Endpoint("consortia", "POST", "/invitations/{invitation_id}/accept", Access.INVITEE),
+    Endpoint("consortia", "POST", "/invitations/{invitation_id}/decline", Access.INVITEE),
+    Endpoint("consortia", "DELETE", "/invitations/{invitation_id}", Access.CONSORTIUM_LEAD, "withdraw (pending only)"),
+    Endpoint("consortia", "GET", "/companies/{company_id}/invitations", Access.OWN_COMPANY),
     # every service (shared/ops.py)
     *(
         Endpoint(service, "GET", "/ops/dead-letters", Access.ADMIN, "records in the DLQs of what it consumes")
-        for service in ("registry", "projects", "calls", "matching", "alerts")
+        for service in ("registry", "projects", "calls", "matching", "alerts", "consortia")
     ),
 )
 """Every route that is not open. Open (no token ever needed): ``OPEN_PATHS`` and ``OPEN_PREFIXES``."""
@@ -610,7 +652,7 @@ def check(access: Access, principal: Principal | None, *, owns: bool | None = No
             status.HTTP_401_UNAUTHORIZED, "this needs an API token", headers={"WWW-Authenticate": "Bearer"}
         )
     caller: Caller = principal.role
-    ownership_matters = access in (Access.OWN_PROJECT, Access.PROJECT_INSIGHT) and caller == "institute"
+    ownership_matters = caller in OWNER_LOOKUP.get(access, ())
     if ownership_matters and owns is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
     if not allowed(access, caller, own=bool(owns)):
@@ -628,11 +670,11 @@ def require(
 
     ``Access.OWN_COMPANY`` compares the path parameter ``param`` (default ``company_id``) with the
     company account's company; ``Access.OWN_ACCOUNT`` compares ``param`` (default ``account_id``) with
-    the account. ``Access.OWN_PROJECT`` and ``Access.PROJECT_INSIGHT`` need ``owner``. Use it as
+    the account. The accesses in :data:`OWNER_LOOKUP` need ``owner``. Use it as
     ``dependencies=[Depends(require(Access.OWN_COMPANY))]`` or
     ``principal: Annotated[Principal, Depends(require(Access.ADMIN))]``.
     """
-    if access in (Access.OWN_PROJECT, Access.PROJECT_INSIGHT) and owner is None:
+    if access in OWNER_LOOKUP and owner is None:
         raise ValueError(f"{access} needs an owner lookup")
     if access is Access.INTERNAL:
         raise ValueError("use internal_caller for internal routes")
@@ -646,7 +688,7 @@ def require(
             elif access is Access.OWN_ACCOUNT and path_param:
                 value = str(request.path_params.get(path_param, ""))
                 owns = hmac.compare_digest(value.encode(), principal.account_id.encode())
-            elif owner is not None and principal.role == "institute":
+            elif owner is not None and principal.role in OWNER_LOOKUP.get(access, ()):
                 owns = await owner(request, principal)
         check(access, principal, owns=owns)
         return principal

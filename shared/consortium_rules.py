@@ -33,6 +33,7 @@ __all__ = [
     "ProgrammeSpec",
     "Roster",
     "RuleCheck",
+    "check_consortium",
     "check_roster",
     "control_group",
     "coordinated_before",
@@ -362,3 +363,12 @@ def rules_for(spec: ProgrammeSpec) -> list[Rule]:
 def check_roster(r: Roster) -> list[RuleCheck]:
     """Every rule of the roster's programme, in a fixed order; rules with nothing to judge are left out."""
     return [check for rule in rules_for(r.spec) if (check := rule(r)) is not None]
+
+
+def check_consortium(r: Roster, *, unknown: Sequence[str], needs: int, uncovered: Sequence[str]) -> list[RuleCheck]:
+    """Everything a consortium is judged by: its members are known, the programme's rules, its needs covered.
+
+    The matcher checks its proposals with this and the consortia service checks a real roster with
+    it, so both say the same about the same members.
+    """
+    return [known_members(unknown), *check_roster(r), needs_covered(needs, uncovered)]

@@ -37,6 +37,7 @@ TOPIC_DESCRIPTIONS = {
     "calls.v1": "Funding calls (EDF topics, ...) found by the call watcher. Key: call (topic) id.",
     "suggestions.v1": "Ranked, explained partner suggestions and consortium proposals. Key: target id.",
     "alerts.v1": "Alerts raised for subscribed companies (private). Key: company id.",
+    "consortia.v1": "Consortium drafts, invitations and outcomes (private). Key: consortium id.",
 }
 
 

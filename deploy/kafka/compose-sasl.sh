@@ -4,7 +4,7 @@
 #   * the client listeners (PLAINTEXT, kafka:9092 — named so for compatibility — and EXTERNAL,
 #     localhost:29092) speak SASL_PLAINTEXT with SCRAM-SHA-512; the controller listener stays on the
 #     container's loopback;
-#   * one SCRAM user per service (registry, projects, calls, matching, alerts) and per integrator;
+#   * one SCRAM user per service (registry, projects, calls, matching, alerts, consortia) and per integrator;
 #   * StandardAuthorizer ACLs: each service may write only the topics it owns and read only those
 #     it consumes; integrators may read only the public topics (companies.v1, projects.v1, calls.v1,
 #     suggestions.v1) with consumer groups named "integrator-<name>.<anything>".
@@ -22,7 +22,7 @@ set -euo pipefail
 KAFKA_HOME=${KAFKA_HOME:-/opt/kafka}
 WORK=${BONDGENOOT_KAFKA_WORK:-/tmp/bondgenoot-kafka}
 BOOTSTRAP=${BONDGENOOT_KAFKA_ADMIN_BOOTSTRAP:-localhost:9092}
-SERVICES=(registry projects calls matching alerts)
+SERVICES=(registry projects calls matching alerts consortia)
 PUBLIC_TOPICS=(companies.v1 projects.v1 calls.v1 suggestions.v1)
 MECHANISM=SCRAM-SHA-512
 
@@ -134,15 +134,20 @@ acl --allow-principal User:registry --operation Write --topic companies.v1
 acl --allow-principal User:projects --operation Write --topic projects.v1
 acl --allow-principal User:calls --operation Write --topic calls.v1
 acl --allow-principal User:matching --operation Write --topic suggestions.v1
+acl --allow-principal User:consortia --operation Write --topic consortia.v1
 # consumers: read what they consume, dead-letter into its .dlq, commit offsets in their own groups
 # shellcheck disable=SC2046
 acl --allow-principal User:matching --operation Read $(topics companies.v1 projects.v1 calls.v1)
 # shellcheck disable=SC2046
 acl --allow-principal User:matching --operation Write $(topics companies.v1.dlq projects.v1.dlq calls.v1.dlq)
-for service in projects calls alerts matching; do
+# shellcheck disable=SC2046
+acl --allow-principal User:consortia --operation Read $(topics companies.v1 projects.v1 calls.v1)
+# shellcheck disable=SC2046
+acl --allow-principal User:consortia --operation Write $(topics companies.v1.dlq projects.v1.dlq calls.v1.dlq)
+for service in projects calls alerts matching consortia; do
   acl --allow-principal "User:$service" --operation Read --group "$service" --resource-pattern-type prefixed
 done
-for service in projects calls alerts; do
+for service in projects calls alerts consortia; do
   acl --allow-principal "User:$service" --operation Read --topic suggestions.v1
   acl --allow-principal "User:$service" --operation Write --topic suggestions.v1.dlq
 done

@@ -41,6 +41,7 @@ SERVICES: dict[str, int] = {
     "calls": 8003,
     "matching": 8004,
     "alerts": 8005,
+    "consortia": 8006,
 }
 PORTAL_PORT = 8000
 DEMO_INSTITUTE = "Vlaams Instituut voor Veiligheidstechnologie (VIVT)"

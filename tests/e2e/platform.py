@@ -1,4 +1,4 @@
-"""The whole platform as separate processes: five services on real Kafka and PostgreSQL."""
+"""The whole platform as separate processes: six services on real Kafka and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import httpx
 from tests.infra import Databases, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("registry", "projects", "calls", "matching", "alerts")
+SERVICES = ("registry", "projects", "calls", "matching", "alerts", "consortia")
 AUTH_CACHE_TTL_S = 2  # short, so a test can watch a revocation reach every service
 
 

@@ -1,6 +1,6 @@
 """The access table, walked: every role, endpoint and own/other resource gets the answer the table says.
 
-The five services run in-process on real PostgreSQL databases; the four that are not the registry
+The six services run in-process on real PostgreSQL databases; the four that are not the registry
 resolve tokens through the registry's ``POST /auth/introspect`` exactly as deployed (only the HTTP
 transport is in-process). Each case checks the status *and* the body: a refused call is 401 (no
 token) or 403/404 and carries none of the other organisation's data; an allowed read carries it.
@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlmodel import select
 
 from services.alerts.bootstrap import build as build_alerts
 from services.alerts.delivery_models import AlertLogEntry, Delivery
@@ -29,6 +30,10 @@ from services.calls.bootstrap import build as build_calls
 from services.calls.models import CallSuggestions
 from services.calls.replay.server import ReplayServer, run_replay_server
 from services.calls.settings import CallsSettings
+from services.consortia.bootstrap import build as build_consortia
+from services.consortia.models import CompanyView, Consortium, Invitation
+from services.consortia.models import TargetView as ConsortiaTarget
+from services.consortia.settings import ConsortiaSettings
 from services.matching.bootstrap import build as build_matching
 from services.matching.models import SuggestionSet, TargetView
 from services.matching.settings import MatchingSettings
@@ -59,7 +64,7 @@ from tests.infra import Databases, KafkaBroker, topic_prefix
 
 pytestmark = pytest.mark.infra
 
-SERVICES = ("registry", "projects", "calls", "matching", "alerts")
+SERVICES = ("registry", "projects", "calls", "matching", "alerts", "consortia")
 TAG = uuid.uuid4().hex[:8]
 
 
@@ -152,11 +157,67 @@ class World:
             await s.commit()
         return delivery.id
 
+    async def new_draft(
+        self,
+        lead: Actor,
+        *,
+        members: tuple[str, ...] | list[str] = (),
+        pending: tuple[str, ...] = (),
+        message: str = "",
+    ) -> str:
+        """A draft led by ``lead``'s organisation with companies n accepted / pending, as the API would build it."""
+        n = "2" if lead.institute == self.actors["institute2"].institute or lead is self.actors.get("company2") else "1"
+        if lead.role == "company":
+            kind, lead_id = "company", str(lead.company_id)
+        else:
+            kind, lead_id = "institute", str(lead.institute)
+        consortium = Consortium(
+            target_type="project",
+            target_id=self.ids[f"p{n}"],
+            target_title="Counter-drone",
+            programme="FSDB",
+            lead_kind=kind,
+            lead_id=lead_id,
+            lead_name=lead_id,
+        )
+        async with self.runtimes["consortia"].db.sessions() as s:
+            s.add(consortium)
+            for who, status in [*((m, "accepted") for m in members), *((m, "pending") for m in pending)]:
+                invitation = Invitation(
+                    consortium_id=consortium.id,
+                    company_id=str(self.actors[f"company{who}"].company_id),
+                    message=message,
+                )
+                invitation.set_status(status)  # type: ignore[arg-type]
+                s.add(invitation)
+            await s.commit()
+        return consortium.id
+
+    async def new_invitation(self, lead: Actor, invitee: str, message: str) -> str:
+        """A pending invitation of company ``invitee`` into a fresh draft led by ``lead``."""
+        draft = await self.new_draft(lead, pending=(invitee,), message=message)
+        async with self.runtimes["consortia"].db.sessions() as s:
+            return str((await s.exec(select(Invitation.id).where(Invitation.consortium_id == draft))).one())
+
     async def new_project(self, owner: Actor, contact: str | None = None) -> str:
         body = project_body(owner.institute or "Admin Institute", contact or f"{uuid.uuid4().hex[:8]}@lab.example")
         response = await self.call("projects", "POST", "/projects", owner, body)
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
+
+
+def profile(company_id: str, name: str) -> dict[str, Any]:
+    """A company's public profile as companies.v1 carries it."""
+    return {
+        "id": company_id,
+        "name": name,
+        "country": "BE",
+        "city": "Leuven",
+        "organisation_type": "company",
+        "size": "small",
+        "domains": ["aviation-counter-uas"],
+        "capabilities": ["Radar detection of small drones"],
+    }
 
 
 def company_body(name: str, contact: str) -> dict[str, Any]:
@@ -224,6 +285,7 @@ SECRET = {
     "c2.mail": f"c2-alerts-{TAG}@two.example",
     "c1.delivery": f"c1 delivery error {TAG}",
     "c2.delivery": f"c2 delivery error {TAG}",
+    "k2.message": f"k2 invitation {TAG}",
 }
 SEQUENCE = itertools.count(1)
 
@@ -236,7 +298,7 @@ def portal() -> Iterator[ReplayServer]:
 
 @pytest.fixture(scope="module")
 async def world(pg_admin_url: str, portal: ReplayServer, kafka_broker: KafkaBroker) -> AsyncIterator[World]:
-    """Five services on their own databases, two organisations of each kind, and data for each."""
+    """Six services on their own databases, two organisations of each kind, and data for each."""
     databases = Databases(pg_admin_url)
     # Only GET /ops/dead-letters talks to the broker here (no runtime is started).
     kafka = {"kafka": KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap, TOPIC_PREFIX=topic_prefix())}  # type: ignore[call-arg]
@@ -250,6 +312,7 @@ async def world(pg_admin_url: str, portal: ReplayServer, kafka_broker: KafkaBrok
         ),
         "matching": build_matching(MatchingSettings(database_url=databases.create("matching"), **kafka)),
         "alerts": build_alerts(AlertsSettings(database_url=databases.create("alerts"), **kafka)),
+        "consortia": build_consortia(ConsortiaSettings(database_url=databases.create("consortia"), **kafka)),
     }
     w = World(apps={n: app for n, (app, _) in built.items()}, runtimes={n: rt for n, (_, rt) in built.items()})
     internal = AuthSettings().internal_secret
@@ -359,6 +422,20 @@ async def _populate(w: World) -> None:
         response = await w.call("alerts", "PUT", f"/subscriptions/{company.company_id}/channels/email", company, email)
         assert response.status_code == 200, response.text
         w.ids[f"d{n}"] = await w.new_delivery(n, title=SECRET[f"c{n}.alert"], error=SECRET[f"c{n}.delivery"])
+    # What companies.v1 and projects.v1 would have told the consortia service.
+    async with w.runtimes["consortia"].db.sessions() as s:
+        for n in ("1", "2"):
+            cid = str(w.actors[f"company{n}"].company_id)
+            s.add(CompanyView(company_id=cid, name=f"Access {n} {TAG}", profile=profile(cid, f"Access {n} {TAG}")))
+            pid = w.ids[f"p{n}"]
+            facts = {"title": "Counter-drone", "programme": "FSDB", "institute": w.actors[f"institute{n}"].institute}
+            s.add(
+                ConsortiaTarget(
+                    target_type="project", target_id=pid, title="x", programme="FSDB", status="open", facts=facts
+                )
+            )
+        await s.commit()
+    w.ids["k2"] = await w.new_draft(w.actors["institute2"], members=["2"], message=SECRET["k2.message"])
 
 
 # --------------------------------------------------------------------------- one request per table row
@@ -755,6 +832,99 @@ async def _project_stream(w: World, caller: Actor, own: bool) -> Req:
     return Req("projects", "GET", url, stream=True, secrets=["event: ready"], shown=["event: ready"])
 
 
+# consortia: "own" is a draft the caller's organisation leads (or, for members, belongs to)
+
+
+def _lead_actor(w: World, caller: Actor, own: bool) -> Actor:
+    return caller if own else w.actors["institute2"]
+
+
+@builds("consortia", "POST", "/consortia")
+async def _open_consortium(w: World, caller: Actor, own: bool) -> Req:
+    body = {"target_type": "project", "target_id": w.ids["p1"]}
+    return Req("consortia", "POST", "/consortia", body, ok=201, shown=[w.ids["p1"]], hidden=[SECRET["k2.message"]])
+
+
+@builds("consortia", "GET", "/consortia")
+async def _my_consortia(w: World, caller: Actor, own: bool) -> Req:
+    return Req("consortia", "GET", "/consortia", hidden=[w.ids["k2"]])
+
+
+@builds("consortia", "GET", "/consortia/{consortium_id}", owned_by="organisation")
+async def _get_consortium(w: World, caller: Actor, own: bool) -> Req:
+    if not own:
+        marker = SECRET["k2.message"]
+        return Req("consortia", "GET", f"/consortia/{w.ids['k2']}", secrets=[marker], shown=[marker])
+    marker = f"own draft {uuid.uuid4().hex[:8]}"
+    draft = await w.new_draft(caller, pending=("2",), message=marker)
+    return Req("consortia", "GET", f"/consortia/{draft}", shown=[marker])
+
+
+@builds("consortia", "POST", "/consortia/{consortium_id}/invitations", owned_by="organisation")
+async def _invite(w: World, caller: Actor, own: bool) -> Req:
+    draft = await w.new_draft(_lead_actor(w, caller, own), message=SECRET["k2.message"])
+    fresh = str(uuid.uuid4())  # a registered company nobody invited yet: an allowed call really invites
+    async with w.runtimes["consortia"].db.sessions() as s:
+        s.add(CompanyView(company_id=fresh, name=f"Invitee {TAG}", profile=profile(fresh, f"Invitee {TAG}")))
+        await s.commit()
+    body = {"company_id": fresh, "message": "join us"}
+    return Req("consortia", "POST", f"/consortia/{draft}/invitations", body, ok=201, shown=[fresh])
+
+
+@builds("consortia", "DELETE", "/consortia/{consortium_id}/members/{company_id}", owned_by="organisation")
+async def _remove_member(w: World, caller: Actor, own: bool) -> Req:
+    if own and caller.role == "company":  # a member leaves (the draft is someone else's)
+        draft = await w.new_draft(w.actors["institute2"], members=("1",))
+        return Req("consortia", "DELETE", f"/consortia/{draft}/members/{caller.company_id}", ok=204)
+    draft = await w.new_draft(_lead_actor(w, caller, own), members=("2",))
+    return Req("consortia", "DELETE", f"/consortia/{draft}/members/{w.actors['company2'].company_id}", ok=204)
+
+
+@builds("consortia", "POST", "/consortia/{consortium_id}/outcome", owned_by="organisation")
+async def _outcome(w: World, caller: Actor, own: bool) -> Req:
+    draft = await w.new_draft(_lead_actor(w, caller, own), members=("2",), message=SECRET["k2.message"])
+    return Req(
+        "consortia",
+        "POST",
+        f"/consortia/{draft}/outcome",
+        {"status": "submitted"},
+        secrets=[SECRET["k2.message"]],
+        shown=["submitted"],
+    )
+
+
+def _invitation(action: str, method: str) -> Builder:
+    async def build(w: World, caller: Actor, own: bool) -> Req:
+        n = company_n(caller, own)
+        marker = f"invitation {n} {uuid.uuid4().hex[:8]}"
+        invitation = await w.new_invitation(w.actors["institute2"], n, marker)
+        url = f"/invitations/{invitation}" + (f"/{action}" if action else "")
+        shown = [marker] if action == "" else [invitation]
+        return Req("consortia", method, url, {} if method == "POST" else None, secrets=[marker], shown=shown)
+
+    return build
+
+
+builds("consortia", "GET", "/invitations/{invitation_id}", owned_by="company")(_invitation("", "GET"))
+builds("consortia", "POST", "/invitations/{invitation_id}/accept", owned_by="company")(_invitation("accept", "POST"))
+builds("consortia", "POST", "/invitations/{invitation_id}/decline", owned_by="company")(_invitation("decline", "POST"))
+
+
+@builds("consortia", "DELETE", "/invitations/{invitation_id}", owned_by="organisation")
+async def _withdraw(w: World, caller: Actor, own: bool) -> Req:
+    marker = f"withdraw {uuid.uuid4().hex[:8]}"
+    invitation = await w.new_invitation(_lead_actor(w, caller, own), "2", marker)
+    return Req("consortia", "DELETE", f"/invitations/{invitation}", secrets=[marker], shown=["withdrawn"])
+
+
+@builds("consortia", "GET", "/companies/{company_id}/invitations", owned_by="company")
+async def _company_invitations(w: World, caller: Actor, own: bool) -> Req:
+    n, company_id = _own_company_id(w, caller, own)
+    marker = f"inbox {n} {uuid.uuid4().hex[:8]}"
+    await w.new_invitation(w.actors["institute2"], n, marker)
+    return Req("consortia", "GET", f"/companies/{company_id}/invitations", secrets=[marker], shown=[marker])
+
+
 def _dead_letters(service: str) -> Builder:
     async def build(w: World, caller: Actor, own: bool) -> Req:
         return Req(service, "GET", "/ops/dead-letters", secrets=['"total"'], shown=['"total":0'])
@@ -818,6 +988,8 @@ async def open_stream(app: FastAPI, url: str, headers: dict[str, str]) -> tuple[
 def can_own(owned_by: str | None, caller: Caller) -> bool:
     if owned_by == "account":
         return caller in ("institute", "company", "integrator")
+    if owned_by == "organisation":
+        return caller in ("institute", "company")
     return owned_by == caller
 
 

@@ -35,7 +35,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 INIT_SQL = ROOT / "deploy" / "postgres" / "init-databases.sql"
 COLLECTOR_CONFIG = ROOT / "deploy" / "otel" / "collector.yaml"
 
-APP_SERVICES = {"registry": 8001, "projects": 8002, "calls": 8003, "matching": 8004, "alerts": 8005}
+APP_SERVICES = {"registry": 8001, "projects": 8002, "calls": 8003, "matching": 8004, "alerts": 8005, "consortia": 8006}
 INFRA_SERVICES = {"kafka", "postgres", "otel-collector"}
 PORTAL = "portal"  # the web portal: HTTP only, its own session database, no Kafka
 

@@ -1,8 +1,8 @@
 """The matcher's side of the programme rules: ``check_rules``, an independent verification of a proposal.
 
 The rules themselves are pure functions of member facts in :mod:`shared.consortium_rules`, so a real
-roster is judged by the same code as a proposal. This module turns profiles into those facts and adds
-the two rules only the matcher can judge: every member is a known profile, and every need is covered.
+roster is judged by the same code as a proposal (``check_consortium``). This module turns the matcher's
+profiles into those facts and works out which members are unknown and which needs nobody covers.
 
 ``check_rules`` trusts nothing the proposal says about itself: countries, sizes, types, groups and
 need coverage are re-derived from the profiles (a member that is not a known profile is only
@@ -21,13 +21,11 @@ from shared.consortium_rules import (
     Member,
     ProgrammeSpec,
     Roster,
-    check_roster,
+    check_consortium,
     control_group,
     coordinated_before,
-    known_members,
     spec_for,
 )
-from shared.consortium_rules import needs_covered as needs_rule
 from shared.coverage import covers, needs_of
 from shared.taxonomy_index import TaxonomyIndex, load_index
 
@@ -102,12 +100,6 @@ def _resolve(
     return known, unknown
 
 
-def needs_covered(target: Target, members: list[CompanyProfile], taxonomy: TaxonomyIndex) -> RuleCheck:
-    needs = needs_of(target, taxonomy)
-    uncovered = [need.text for need in needs if not any(covers(need, m, taxonomy).covered for m in members)]
-    return needs_rule(len(needs), uncovered)
-
-
 def check_rules(
     proposal: ConsortiumProposal,
     target: Target,
@@ -129,4 +121,7 @@ def check_rules(
         country_label=country_rule.label,
         institute=target.institute,
     )
-    return [known_members(unknown), *check_roster(roster), needs_covered(target, [p for _, p in known], tax)]
+    needs = needs_of(target, tax)
+    members = [p for _, p in known]
+    uncovered = [need.text for need in needs if not any(covers(need, m, tax).covered for m in members)]
+    return check_consortium(roster, unknown=unknown, needs=len(needs), uncovered=uncovered)

@@ -1,0 +1,1 @@
+"""The consortia service: consortium drafts, invitations, live rule checks on the real roster, outcomes."""
