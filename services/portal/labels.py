@@ -41,6 +41,44 @@ ROLES = {
     "integrator": N_("Integrator"),
     "admin": N_("Administrator"),
 }
+INVITATION_STATUSES = {
+    "pending": N_("Waiting for an answer"),
+    "accepted": N_("Accepted"),
+    "declined": N_("Declined"),
+    "withdrawn": N_("Withdrawn"),
+    "left": N_("Left"),
+    "removed": N_("Removed"),
+}
+DECLINE_REASONS = {
+    "no_capacity": N_("No capacity"),
+    "not_our_field": N_("Not our field"),
+    "other_consortium": N_("Already in another consortium"),
+    "other": N_("Other"),
+}
+CONSORTIUM_STATUSES = {
+    "draft": N_("Draft"),
+    "submitted": N_("Submitted"),
+    "funded": N_("Funded"),
+    "not_funded": N_("Not funded"),
+}
+RULES = {
+    "known_members": N_("Every member is registered"),
+    "distinct_members": N_("No organisation twice"),
+    "min_entities": N_("Minimum number of organisations"),
+    "typical_size": N_("Usual consortium size"),
+    "eligible_countries": N_("Members in eligible countries"),
+    "one_coordinator": N_("Exactly one coordinator"),
+    "min_countries": N_("Minimum number of countries"),
+    "independent_entities": N_("Independent organisations"),
+    "sme_participation": N_("An SME takes part"),
+    "plausible_coordinator": N_("A plausible coordinator"),
+    "posting_institute": N_("The posting institute takes part"),
+    "research_lead": N_("Led by a research organisation"),
+    "research_partner": N_("A research organisation takes part"),
+    "single_company": N_("One company applies alone"),
+    "belgian_applicant": N_("Applicant established in Flanders"),
+    "needs_covered": N_("Every need is covered"),
+}
 EMAIL_MODES = {"immediate": N_("Immediately, one e-mail per alert"), "digest": N_("Once a day, one digest")}
 
 

@@ -22,6 +22,7 @@ class PortalSettings(ServiceSettings):
     calls_url: str = Field("http://127.0.0.1:8003", validation_alias="BONDGENOOT_CALLS_URL")
     matching_url: str = Field("http://127.0.0.1:8004", validation_alias="BONDGENOOT_MATCHING_URL")
     alerts_url: str = Field("http://127.0.0.1:8005", validation_alias="BONDGENOOT_ALERTS_URL")
+    consortia_url: str = Field("http://127.0.0.1:8006", validation_alias="BONDGENOOT_CONSORTIA_URL")
     api_timeout_s: float = Field(10.0, gt=0, validation_alias="PORTAL_API_TIMEOUT")
 
     secret_key: SecretStr | None = Field(None, validation_alias="PORTAL_SECRET_KEY")
@@ -57,4 +58,5 @@ class PortalSettings(ServiceSettings):
             "calls": self.calls_url,
             "matching": self.matching_url,
             "alerts": self.alerts_url,
+            "consortia": self.consortia_url,
         }

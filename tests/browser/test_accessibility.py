@@ -7,6 +7,7 @@ The context bypasses the CSP for this module only, so the injected axe script ma
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -42,7 +43,28 @@ def world(live: Live) -> dict[str, str]:
         calls = c.get("/calls", params={"limit": 1}).json()["items"]
     ids["call_id"] = calls[0]["id"] if calls else ""
     ids["admin_token"] = live.platform.admin_token
+    ids["consortium_id"] = _draft_with_an_invitation(live, ids)
     return ids
+
+
+def _draft_with_an_invitation(live: Live, ids: dict[str, str]) -> str:
+    """A consortium draft of the institute's project with the company invited (once projects.v1 reached it)."""
+    deadline = time.monotonic() + 60
+    with live.api("consortia", ids["institute_token"]) as c:
+        while (
+            r := c.post("/consortia", json={"target_type": "project", "target_id": ids["project_id"]})
+        ).status_code == 404:
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.5)
+        assert r.status_code == 201, r.text
+        draft = r.json()["id"]
+        while (
+            r := c.post(f"/consortia/{draft}/invitations", json={"company_id": ids["company_id"]})
+        ).status_code == 404:
+            assert time.monotonic() < deadline, r.text  # companies.v1 may lag too
+            time.sleep(0.5)
+        assert r.status_code == 201, r.text
+    return str(draft)
 
 
 def violations(page: Page) -> list[dict[str, Any]]:
@@ -75,7 +97,7 @@ def test_call_and_company_pages(page: Page, world: dict[str, str]) -> None:
 
 def test_company_pages(page: Page, world: dict[str, str]) -> None:
     log_in(page, world["company_token"])
-    for path in ["/inbox", "/companies/me", "/subscription"]:
+    for path in ["/inbox", "/companies/me", "/subscription", "/invitations", "/consortia"]:
         _check(page, path)
     if world["call_id"]:
         _check(page, f"/calls/{world['call_id']}")
@@ -84,7 +106,14 @@ def test_company_pages(page: Page, world: dict[str, str]) -> None:
 def test_institute_pages(page: Page, world: dict[str, str]) -> None:
     log_in(page, world["institute_token"])
     project = f"/projects/{world['project_id']}"
-    for path in ["/projects", "/projects/new", project, f"{project}/edit"]:
+    for path in [
+        "/projects",
+        "/projects/new",
+        project,
+        f"{project}/edit",
+        "/consortia",
+        f"/consortia/{world['consortium_id']}",
+    ]:
         _check(page, path)
 
 

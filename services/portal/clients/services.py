@@ -114,8 +114,45 @@ class Matching(ServiceClient):
     name = "matching"
 
 
+class Consortia(ServiceClient):
+    name = "consortia"
+
+    async def open(self, target_type: str, target_id: str, *, token: str) -> Json:
+        body = {"target_type": target_type, "target_id": target_id}
+        return await self.call("POST", "/consortia", token=token, json=body)  # type: ignore[no-any-return]
+
+    async def mine(self, *, token: str) -> list[Json]:
+        return await self.call("GET", "/consortia", token=token)  # type: ignore[no-any-return]
+
+    async def get(self, consortium_id: str, *, token: str) -> Json:
+        return await self.call("GET", f"/consortia/{consortium_id}", token=token)  # type: ignore[no-any-return]
+
+    async def invite(self, consortium_id: str, body: Json, *, token: str) -> Json:
+        return await self.call("POST", f"/consortia/{consortium_id}/invitations", token=token, json=body)  # type: ignore[no-any-return]
+
+    async def withdraw(self, invitation_id: str, *, token: str) -> Json:
+        return await self.call("DELETE", f"/invitations/{invitation_id}", token=token)  # type: ignore[no-any-return]
+
+    async def remove_member(self, consortium_id: str, company_id: str, *, token: str) -> None:
+        await self.call("DELETE", f"/consortia/{consortium_id}/members/{company_id}", token=token)
+
+    async def outcome(self, consortium_id: str, status: str, *, token: str) -> Json:
+        path = f"/consortia/{consortium_id}/outcome"
+        return await self.call("POST", path, token=token, json={"status": status})  # type: ignore[no-any-return]
+
+    async def invitations(self, company_id: str, *, token: str) -> list[Json]:
+        return await self.call("GET", f"/companies/{company_id}/invitations", token=token)  # type: ignore[no-any-return]
+
+    async def accept(self, invitation_id: str, *, token: str) -> Json:
+        return await self.call("POST", f"/invitations/{invitation_id}/accept", token=token)  # type: ignore[no-any-return]
+
+    async def decline(self, invitation_id: str, reason: str | None, *, token: str) -> Json:
+        path = f"/invitations/{invitation_id}/decline"
+        return await self.call("POST", path, token=token, json={"reason": reason})  # type: ignore[no-any-return]
+
+
 class Services:
-    """The five clients over one shared connection pool."""
+    """The six clients over one shared connection pool."""
 
     def __init__(self, urls: dict[str, str], *, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None):
         self.http = httpx.AsyncClient(
@@ -129,8 +166,9 @@ class Services:
         self.calls = Calls(self.http, urls["calls"])
         self.matching = Matching(self.http, urls["matching"])
         self.alerts = Alerts(self.http, urls["alerts"])
+        self.consortia = Consortia(self.http, urls["consortia"])
         self.all: dict[str, ServiceClient] = {
-            c.name: c for c in (self.registry, self.projects, self.calls, self.matching, self.alerts)
+            c.name: c for c in (self.registry, self.projects, self.calls, self.matching, self.alerts, self.consortia)
         }
 
     async def health(self, name: str) -> tuple[int, Json]:

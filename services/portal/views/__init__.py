@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.portal.views import account, admin, company, institute, integrators, public
+from services.portal.views import account, admin, company, consortia, institute, integrators, public
 
 ROUTERS: list[APIRouter] = [
     account.router,
     company.router,  # before public: /companies/me must win over /companies/{company_id}
     public.router,
     institute.router,
+    consortia.router,
     integrators.router,
     admin.router,
 ]

@@ -78,6 +78,7 @@ class FakeServices:
     projects: dict[str, dict[str, Any]] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     subscription: dict[str, Any] | None = None
+    drafts: dict[str, dict[str, Any]] = field(default_factory=dict)
     seen: list[httpx.Request] = field(default_factory=list)
 
     def transport(self) -> httpx.MockTransport:
@@ -237,6 +238,8 @@ class FakeServices:
         if m := re.fullmatch(r"/companies/([^/]+)/alerts/([^/]+)", path):
             found = next((a for a in self.alerts if a["id"] == m[2]), None)
             return httpx.Response(200, json=found) if found else httpx.Response(404, json={"detail": "alert not found"})
+        if request.url.host == "127.0.0.1" and request.url.port == 8006:
+            return self.consortia(method, path, who, body)
         if path == "/asyncapi.json":
             return httpx.Response(
                 200,
@@ -254,6 +257,98 @@ class FakeServices:
                 },
             )
         return httpx.Response(404, json={"detail": f"fake has no {method} {path}"})
+
+    def consortia(self, method: str, path: str, who: dict[str, Any] | None, body: Any) -> httpx.Response:
+        """The consortia service: drafts led by the institute, one invitation each for the company."""
+        if who is None:
+            return httpx.Response(401, json={"detail": "this needs an API token"})
+        if path == "/consortia" and method == "POST":
+            draft = self.draft(body["target_type"], body["target_id"], lead=who)
+            return httpx.Response(201, json=draft)
+        if path == "/consortia":
+            return httpx.Response(200, json=[{**d, "role": "lead"} for d in self.drafts.values()])
+        if m := re.fullmatch(r"/consortia/([^/]+)", path):
+            found = self.drafts.get(m[1])
+            return httpx.Response(200, json=found) if found else httpx.Response(404, json={"detail": "not found"})
+        if m := re.fullmatch(r"/consortia/([^/]+)/invitations", path):
+            draft = self.drafts[m[1]]
+            if any(i["company_id"] == body["company_id"] for i in draft["invitations"]):
+                return httpx.Response(409, json={"detail": "Acme is already invited or a member"})
+            invitation = {
+                "id": str(uuid.uuid4()),
+                "consortium_id": m[1],
+                "company_id": body["company_id"],
+                "company_name": "Acme",
+                "status": "pending",
+                "reason": None,
+                "message": body.get("message", ""),
+                "created_at": NOW,
+                "answered_at": None,
+            }
+            draft["invitations"].append(invitation)
+            return httpx.Response(201, json=invitation)
+        if m := re.fullmatch(r"/companies/([^/]+)/invitations", path):
+            return httpx.Response(200, json=[self.for_invitee(i) for i in self.invitations()])
+        if m := re.fullmatch(r"/invitations/([^/]+)/(accept|decline)", path):
+            invitation = next(i for i in self.invitations() if i["id"] == m[1])
+            invitation["status"] = "accepted" if m[2] == "accept" else "declined"
+            invitation["reason"] = (body or {}).get("reason")
+            return httpx.Response(200, json=self.for_invitee(invitation))
+        if m := re.fullmatch(r"/invitations/([^/]+)", path):
+            invitation = next(i for i in self.invitations() if i["id"] == m[1])
+            invitation["status"] = "withdrawn"
+            return httpx.Response(200, json=invitation)
+        if m := re.fullmatch(r"/consortia/([^/]+)/outcome", path):
+            self.drafts[m[1]]["status"] = body["status"]
+            return httpx.Response(200, json=self.drafts[m[1]])
+        return httpx.Response(404, json={"detail": f"fake has no {method} {path}"})
+
+    def invitations(self) -> list[dict[str, Any]]:
+        return [i for d in self.drafts.values() for i in d["invitations"]]
+
+    def for_invitee(self, invitation: dict[str, Any]) -> dict[str, Any]:
+        draft = self.drafts[invitation["consortium_id"]]
+        keep = ("target_type", "target_id", "target_title", "programme", "lead")
+        return {**invitation, **{k: draft[k] for k in keep}}
+
+    def draft(self, target_type: str, target_id: str, *, lead: dict[str, Any]) -> dict[str, Any]:
+        name = lead["institute"] or lead["name"]
+        draft = {
+            "id": str(uuid.uuid4()),
+            "target_type": target_type,
+            "target_id": target_id,
+            "target_title": "Counter-drone sensing",
+            "programme": "FSDB",
+            "status": "draft",
+            "lead": {"kind": "institute", "id": name, "name": name},
+            "members": [{"company_id": name, "name": name, "country": "BE", "role": "coordinator", "covers": []}],
+            "invitations": [],
+            "rules": [
+                {"rule": "min_entities", "ok": False, "why": "1 entities; FSDB requires at least 2"},
+                {"rule": "posting_institute", "ok": True, "why": "posting institute is a member"},
+            ],
+            "rules_passed": False,
+            "coverage": [{"need": "Drone detection", "kind": "capability", "covered_by": []}],
+            "gaps": [
+                {
+                    "need": "Drone detection",
+                    "why_empty": "",
+                    "candidates": [
+                        {
+                            "company_id": COMPANY_ID,
+                            "name": "Acme",
+                            "country": "BE",
+                            "rank": 1,
+                            "evidence": "Radar detection of small drones",
+                        }
+                    ],
+                }
+            ],
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+        self.drafts[draft["id"]] = draft
+        return draft
 
     @staticmethod
     def call(call_id: str = "EDF-2026-DA-TEST") -> dict[str, Any]:

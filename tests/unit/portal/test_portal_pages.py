@@ -126,3 +126,48 @@ def test_subscription_and_webhook_secret_once(client: TestClient, fake: FakeServ
     assert "whsec_shown_once" not in client.get("/subscription").text
     r = client.post("/subscription/webhook/test", data={"csrf_token": csrf_of(form)})
     assert "HTTP 204" in r.text
+
+
+def test_a_lead_opens_a_draft_sees_rules_and_gaps_and_invites_in_one_click(
+    client: TestClient, fake: FakeServices
+) -> None:
+    login(client, INSTITUTE_TOKEN)
+    form = client.get("/consortia").text
+    r = client.post("/consortia/open", data={"csrf_token": csrf_of(form), "target_type": "project", "target_id": "p1"})
+    assert r.status_code == 303
+    page = client.get(r.headers["location"]).text
+    assert "Not every rule holds yet." in page and "Minimum number of organisations" in page
+    assert "1 entities; FSDB requires at least 2" in page and "Invite Acme" in page
+    draft_id = next(iter(fake.drafts))
+    invite = {"csrf_token": csrf_of(page), "company_id": COMPANY_ID, "message": "Join <us>"}
+    r = client.post(f"/consortia/{draft_id}/invite", data=invite)
+    assert r.status_code == 303 and r.headers["location"].endswith("note=invited")
+    assert fake.drafts[draft_id]["invitations"][0]["message"] == "Join <us>"
+    assert "The invitation is sent." in client.get(r.headers["location"]).text
+    again = client.post(f"/consortia/{draft_id}/invite", data=invite)
+    assert again.status_code == 409 and "already invited or a member" in again.text  # said on the page
+
+
+def test_an_invitee_sees_its_invitations_and_declines_with_a_reason(client: TestClient, fake: FakeServices) -> None:
+    draft = fake.draft("project", "p1", lead={"institute": "Flemish Institute", "name": "x"})
+    fake.consortia(
+        "POST",
+        f"/consortia/{draft['id']}/invitations",
+        {"role": "institute"},
+        {"company_id": COMPANY_ID, "message": "Join us"},
+    )
+    login(client, COMPANY_TOKEN)
+    page = client.get("/invitations").text
+    assert "Join us" in page and "From Flemish Institute" in page and "Waiting for an answer" in page
+    invitation = fake.invitations()[0]
+    r = client.post(
+        f"/invitations/{invitation['id']}/decline", data={"csrf_token": csrf_of(page), "reason": "no_capacity"}
+    )
+    assert r.status_code == 303 and invitation["status"] == "declined" and invitation["reason"] == "no_capacity"
+    assert "You declined the invitation." in client.get(r.headers["location"]).text
+    assert client.get("/projects/new").status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/consortia", "/invitations"])
+def test_consortium_pages_need_an_account(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 303
