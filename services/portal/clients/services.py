@@ -113,6 +113,9 @@ class Alerts(ServiceClient):
 class Matching(ServiceClient):
     name = "matching"
 
+    async def proposals(self, target_type: str, target_id: str, *, token: str) -> Json:
+        return await self.call("GET", f"/consortia/{target_type}/{target_id}", token=token)  # type: ignore[no-any-return]
+
 
 class Consortia(ServiceClient):
     name = "consortia"

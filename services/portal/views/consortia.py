@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from services.portal.clients.base import Invalid
+from services.portal.clients.base import Forbidden, Invalid, NotFound
 from services.portal.forms import text
 from services.portal.web import FormDep, Page, PageContext, need, redirect, render
 
@@ -47,14 +47,32 @@ async def my_consortia(page: Page) -> Response:
     return render(page, "pages/my_consortia.html", drafts=drafts)
 
 
+async def proposals_to_invite(page: PageContext, draft: dict[str, Any]) -> list[dict[str, Any]]:
+    """The matcher's proposals for the draft's target, each with the members not yet on the roster or invited."""
+    try:
+        found = await page.services.matching.proposals(draft["target_type"], draft["target_id"], token=page.token or "")
+    except (Forbidden, NotFound):  # not computed yet, or not this account's to see
+        return []
+    taken = {m["company_id"] for m in draft["members"]} | {i["company_id"] for i in draft["invitations"]}
+    out = []
+    for proposal in found.get("proposals", []):
+        # The posting institute appears in FSDB proposals as a member; it leads here, it is not invited.
+        fresh = [m for m in proposal.get("members", []) if m["company_id"] not in taken and m["role"] != "coordinator"]
+        if fresh:
+            out.append({"rank": proposal.get("rank"), "members": fresh})
+    return out
+
+
 async def _draft_page(page: PageContext, consortium_id: str, *, error: str = "", status: int = 200) -> Response:
     draft = await page.services.consortia.get(consortium_id, token=page.token or "")
+    lead = leads(page, draft)
     return render(
         page,
         "pages/consortium.html",
         status=status,
         draft=draft,
-        lead=leads(page, draft),
+        lead=lead,
+        proposals=await proposals_to_invite(page, draft) if lead and draft["status"] == "draft" else [],
         error=error,
         note=page.request.query_params.get("note", ""),
     )
@@ -75,6 +93,27 @@ async def invite(consortium_id: str, page: Page, form: FormDep) -> Response:
     except Invalid as exc:  # already invited, a closed draft, a too long message: say so on the page
         message = next(iter(exc.fields.values()), "") or str(exc.detail or "")
         return await _draft_page(page, consortium_id, error=message, status=exc.status)
+    return redirect(f"/consortia/{consortium_id}?note=invited")
+
+
+@router.post("/consortia/{consortium_id}/invite-all")
+async def invite_all(consortium_id: str, page: Page, form: FormDep) -> Response:
+    """ "Invite this whole proposal": one invitation per member; one already invited is skipped, not an error."""
+    need(page, *ORGANISATIONS)
+    message = text(form, "message")
+    refused: list[str] = []
+    for company_id in form.getlist("company_id"):
+        try:
+            await page.services.consortia.invite(
+                consortium_id, {"company_id": str(company_id), "message": message}, token=page.token or ""
+            )
+        except Invalid as exc:
+            if exc.status != 409:  # 409: already invited or a member, which is what was asked
+                refused.append(str(exc.detail or exc))
+        except NotFound as exc:  # e.g. a member the registry no longer knows
+            refused.append(str(exc.detail or exc))
+    if refused:
+        return await _draft_page(page, consortium_id, error="; ".join(refused), status=422)
     return redirect(f"/consortia/{consortium_id}?note=invited")
 
 

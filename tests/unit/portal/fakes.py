@@ -240,6 +240,8 @@ class FakeServices:
             return httpx.Response(200, json=found) if found else httpx.Response(404, json={"detail": "alert not found"})
         if request.url.host == "127.0.0.1" and request.url.port == 8006:
             return self.consortia(method, path, who, body)
+        if re.fullmatch(r"/consortia/(project|call)/([^/]+)", path):  # matching's proposals
+            return httpx.Response(200, json={"computed_at": NOW, "proposals": [self.proposal()]})
         if path == "/asyncapi.json":
             return httpx.Response(
                 200,

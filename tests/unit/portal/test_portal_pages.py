@@ -171,3 +171,18 @@ def test_an_invitee_sees_its_invitations_and_declines_with_a_reason(client: Test
 @pytest.mark.parametrize("path", ["/consortia", "/invitations"])
 def test_consortium_pages_need_an_account(client: TestClient, path: str) -> None:
     assert client.get(path).status_code == 303
+
+
+def test_a_lead_invites_a_whole_proposal_in_one_click_and_a_second_click_changes_nothing(
+    client: TestClient, fake: FakeServices
+) -> None:
+    login(client, INSTITUTE_TOKEN)
+    draft = fake.draft("project", "p1", lead={"institute": "Flemish Institute", "name": "x"})
+    page = client.get(f"/consortia/{draft['id']}").text
+    assert "Invite a whole proposal" in page and "Invite these 1 organisations" in page
+    form = {"csrf_token": csrf_of(page), "company_id": [COMPANY_ID], "message": "All of you"}
+    for _ in range(2):
+        r = client.post(f"/consortia/{draft['id']}/invite-all", data=form)
+        assert r.status_code == 303, r.text
+    assert [(i["company_id"], i["message"]) for i in draft["invitations"]] == [(COMPANY_ID, "All of you")]
+    assert "Invite a whole proposal" not in client.get(f"/consortia/{draft['id']}").text  # everyone is invited
