@@ -319,3 +319,27 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(world: World) -> None
     async with w.runtime.db.sessions() as s:
         stored = (await s.exec(select(Invitation))).all()
     assert [(i.company_id, i.status) for i in stored] == [(w.companies["radar"], "pending")]
+
+
+async def test_a_members_profile_change_reaches_the_rule_check_without_touching_the_draft(world: World) -> None:
+    w = world
+    cid = (
+        await w.call("POST", "/consortia", "institute", {"target_type": "project", "target_id": w.project_id})
+    ).json()["id"]
+    for who in ("radar", "audio"):
+        invitation = await w.call(
+            "POST", f"/consortia/{cid}/invitations", "institute", {"company_id": w.companies[who]}
+        )
+        await w.call("POST", f"/invitations/{invitation.json()['id']}/accept", who)
+    assert (await w.call("GET", f"/consortia/{cid}", "institute")).json()["rules_passed"]
+
+    moved = await w.registry.patch(f"/companies/{w.companies['audio']}", json={"country": "US"}, headers=w.as_("audio"))
+    assert moved.status_code == 200, moved.text
+
+    async def eligibility() -> dict[str, Any] | None:
+        draft = (await w.call("GET", f"/consortia/{cid}", "institute")).json()
+        return None if rules(draft)["eligible_countries"] else draft
+
+    draft = await wait_for(eligibility, timeout=30, what="companies.v1 update reached the rule check")
+    assert not draft["rules_passed"]
+    assert {r["why"] for r in draft["rules"] if r["rule"] == "eligible_countries"} == {"not eligible: Audio Edge"}
