@@ -7,7 +7,7 @@ EVAL ?= EDF-2023
 DURATION ?= 300
 MATCHING_REPLICAS ?= 1
 
-.PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-portal bench-matching bench-matching-limits bench-matching-experiments bench-scale venv chaos chaos-ci
+.PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-delivery bench-portal bench-matching bench-matching-limits bench-matching-experiments bench-scale venv chaos chaos-ci
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -73,6 +73,12 @@ bench: venv
 	$(PYTHON) -m bench.pipeline
 	$(PYTHON) -m bench.core_flow
 	$(PYTHON) -m bench.alerts_webhook
+
+## Alert → webhook delivered at RATE alerts/s over ALERTS alerts: one JSON line (services/alerts/README.md)
+RATE ?= 100
+ALERTS ?= 2000
+bench-delivery: venv
+	$(PYTHON) -m bench.alerts_webhook --rate $(RATE) --alerts $(ALERTS)
 
 ## What the web portal adds to the API time per page, with 10,000 registered companies (median, p99).
 bench-portal: venv
