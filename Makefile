@@ -7,14 +7,29 @@ EVAL ?= EDF-2023
 DURATION ?= 300
 MATCHING_REPLICAS ?= 1
 
-.PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-delivery bench-portal bench-matching bench-matching-limits bench-matching-experiments bench-scale venv chaos chaos-ci
+.PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-delivery bench-portal bench-matching bench-matching-limits bench-matching-experiments bench-scale venv chaos chaos-ci lock lock-upgrade
 
+## The virtualenv, installed from requirements.lock (exact versions and hashes), plus this checkout editable.
 venv: .venv/.installed
-.venv/.installed: pyproject.toml
+.venv/.installed: pyproject.toml requirements.lock
 	python3 -m venv .venv
-	.venv/bin/pip install -q --upgrade pip
-	.venv/bin/pip install -q -e '.[dev]'
+	.venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+	.venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+	.venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
+
+# One lock for every platform and Python >= 3.11 (uv resolves "universally"); dev extras included.
+LOCK_CMD = .venv/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes --quiet -o requirements.lock
+
+## After changing dependencies in pyproject.toml: re-resolve, keeping every existing pin that still fits.
+lock: venv
+	$(LOCK_CMD)
+	$(MAKE) venv
+
+## Move every pin to the newest version the bounds allow (then run make test).
+lock-upgrade: venv
+	$(LOCK_CMD) --upgrade
+	$(MAKE) venv
 
 ## Start Kafka and the five services on the embedded defaults, seed the demo, show the flow (Ctrl-C stops all).
 run: venv
