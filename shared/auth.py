@@ -339,6 +339,16 @@ ACCESS_TABLE: tuple[Endpoint, ...] = (
         Endpoint(service, "GET", "/ops/dead-letters", Access.ADMIN, "records in the DLQs of what it consumes")
         for service in ("registry", "projects", "calls", "matching", "alerts", "consortia")
     ),
+    # every service: its outbox rows the broker refused for good (shared.outbox_admin)
+    *(
+        Endpoint(service, method, path, Access.ADMIN, note)
+        for service in ("registry", "projects", "calls", "matching", "alerts")
+        for method, path, note in (
+            ("GET", "/admin/outbox/parked", "outbox rows the broker refused for good"),
+            ("POST", "/admin/outbox/parked/retry", "try every parked row again"),
+            ("POST", "/admin/outbox/parked/{outbox_id}/retry", "try one parked row again"),
+        )
+    ),
 )
 """Every route that is not open. Open (no token ever needed): ``OPEN_PATHS`` and ``OPEN_PREFIXES``."""
 

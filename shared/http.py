@@ -7,45 +7,22 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Generic, TypeVar
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from pydantic import BaseModel
 
 from shared.auth import AuthGuard, close_when_stopped
 from shared.ops import router as ops_router
+from shared.limits import BodySizeLimit, EventTooLarge
+from shared.outbox_admin import router as outbox_admin_router
+from shared.paging import Page, PageDep, PageParams
 from shared.published_contracts import contracts_router, publish_openapi_31
 from shared.runtime import ServiceRuntime
+from shared.validation import guard_input
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-class Page(BaseModel, Generic[T]):
-    """One page of a listing."""
-
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
-
-
-class PageParams(BaseModel):
-    limit: int = 50
-    offset: int = 0
-
-
-def _page_params(
-    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0
-) -> PageParams:
-    return PageParams(limit=limit, offset=offset)
-
-
-PageDep = Annotated[PageParams, Depends(_page_params)]
 
 
 def create_app(
@@ -66,13 +43,33 @@ def create_app(
         async with runtime.lifespan():
             yield
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        # Every route: control characters refused and JSON bodies only as JSON (shared.validation).
+        dependencies=[Depends(guard_input)],
+    )
     app.state.runtime = runtime
     if auth is not None:
         app.state.auth = auth
         runtime.background(lambda stop: close_when_stopped(auth, stop))
-    for router in (*routers, ops_router):
+    for router in (*routers, ops_router, outbox_admin_router):
         app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http_max_body_bytes)
+
+    @app.exception_handler(EventTooLarge)
+    async def event_too_large(_: Request, exc: EventTooLarge) -> JSONResponse:
+        # Raised by UnitOfWork.emit before anything is committed: nothing was written.
+        issue = {
+            "type": "entity_too_large",
+            "loc": ["body", exc.field],
+            "msg": f"the result would be {exc.size} bytes as an event, over the {exc.limit}-byte limit: "
+            f"shorten {exc.field} (docs/limits.md)",
+            "ctx": {"limit": exc.limit, "size": exc.size},
+        }
+        return JSONResponse({"detail": [issue]}, status_code=413)
 
     @app.get("/healthz", tags=["operations"], summary="200 only when the database and Kafka answer")
     async def healthz() -> JSONResponse:
@@ -84,6 +81,9 @@ def create_app(
 
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz")
     return app
+
+
+__all__ = ["Page", "PageDep", "PageParams", "create_app", "serve"]
 
 
 def serve(app: FastAPI, runtime: ServiceRuntime) -> None:

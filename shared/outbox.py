@@ -6,6 +6,17 @@ business rows, so either both exist or neither does. The :class:`OutboxRelay` th
 rows with an idempotent ``acks=all`` producer, waits for the broker's acknowledgement, and only then
 marks the rows published. A crash between the acknowledgement and the mark re-publishes those rows
 (at-least-once); consumers are idempotent, so that is harmless.
+
+One row can never block the others for good. A row the broker refuses for a reason that retrying
+cannot cure (the record is too large, it cannot be serialised, …) is *parked*: an
+:class:`OutboxParked` row records why, the outbox row itself is kept untouched, ``/healthz`` reports
+the service as degraded and the log says which event it was. The rows behind it continue — except
+the later rows of the *same key* (topic and aggregate id), which are held back so that no consumer
+sees a later event of an aggregate before an earlier one. An admin lists parked rows and retries
+them (``shared.outbox_admin``): retrying lifts the parking, and the relay tries the row again in its
+original place, before the held rows of its key. A broker-side refusal is learnt only after later
+rows may already be in flight: a later row of the parked key that the broker accepted in that same
+batch stays published (docs/limits.md).
 """
 
 from __future__ import annotations
@@ -20,21 +31,47 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Column, Index, Text, func, update
+from sqlalchemy import Column, Index, Text, and_, delete, exists, func, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import Database
 from shared.events.base import CloudEvent, EventData, envelope
 from shared.kafka import reliable_producer
+from shared.limits import check_event_size
 from shared.settings import KafkaSettings
 from shared.telemetry import context_from_traceparent, current_traceparent, headers_with_trace, tracer
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+
+UNPUBLISHABLE: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
+    UnsupportedForMessageFormatError,
+    UnicodeError,
+    TypeError,
+    ValueError,
+)
+"""Refusals that concern the record itself: retrying the same row cannot succeed, so it is parked.
+
+Everything else (the broker is away, a leader moved, an ACL is missing) concerns every row alike and
+is retried with backoff, in order.
+"""
 
 
 def utcnow() -> datetime:
@@ -72,6 +109,37 @@ class AfterCommitFailed(RuntimeError):
     In-memory state kept beside the database (an index, a cache) may now lag behind it; the caller
     must not carry on as if nothing happened (the consumer halts, so a restart rebuilds that state).
     """
+
+
+class OutboxParked(SQLModel, table=True):
+    """An outbox row the broker refused for good, and why; its key's later rows wait behind it.
+
+    A table of its own (not columns on ``outbox``) so that databases created before parking existed
+    get it from ``create_all`` without a migration.
+    """
+
+    __tablename__ = "outbox_parked"
+    __table_args__ = (Index("ix_outbox_parked_key", "topic", "key"),)
+
+    outbox_id: int = Field(primary_key=True)
+    event_id: str = Field(max_length=64)
+    event_type: str = Field(max_length=200)
+    topic: str = Field(max_length=200)
+    key: str = Field(max_length=200)
+    size_bytes: int
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    parked_at: datetime = Field(default_factory=utcnow)
+
+
+OUTBOX_TABLES: list[type[SQLModel]] = [OutboxRecord, OutboxParked]
+"""The tables a database needs for the outbox and its relay."""
+
+
+def _not_parked() -> Any:
+    """Unpublished rows whose key has no parked row: the parked row and the later rows of its key wait."""
+    return ~exists().where(
+        and_(col(OutboxParked.topic) == col(OutboxRecord.topic), col(OutboxParked.key) == col(OutboxRecord.key))
+    )
 
 
 class UnitOfWork:
@@ -115,13 +183,16 @@ class UnitOfWork:
     def emit(self, data: EventData, *, subject: str) -> CloudEvent:
         """Collect an event; it is written to the outbox when (and only if) the unit commits."""
         ce = envelope(data, source=self._source, subject=subject)
+        payload = ce.model_dump_json()
+        # Refuse here, inside the request, rather than leave the relay a record Kafka will not take.
+        check_event_size(ce.type, ce.data, payload)
         self.session.add(
             OutboxRecord(
                 event_id=ce.id,
                 topic=data.topic,
                 key=subject,
                 event_type=ce.type,
-                payload=ce.model_dump_json(),
+                payload=payload,
                 traceparent=current_traceparent(),
             )
         )
@@ -217,6 +288,7 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._tracer = tracer("bondgenoot.outbox")
         self.published_total = 0
+        self.parked_total = 0
         self.consecutive_failures = 0
 
     def wake(self) -> None:
@@ -253,7 +325,11 @@ class OutboxRelay:
             self._producer = None
 
     async def publish_pending(self) -> int:
-        """One pass: publish up to one batch of pending rows; return how many were published."""
+        """One pass: publish up to one batch of pending rows; return how many were published.
+
+        Rows the broker refuses for good are parked (and stay in the outbox); a failure that may pass
+        (broker away) is raised after the acknowledged rows are marked, so ``run`` backs off.
+        """
         async with self._db.sessions() as session:
             if not self._db.is_sqlite:
                 got = await session.exec(select(func.pg_try_advisory_xact_lock(self.ADVISORY_LOCK_ID)))
@@ -266,7 +342,7 @@ class OutboxRelay:
                 (
                     await session.exec(
                         select(OutboxRecord)
-                        .where(col(OutboxRecord.published_at).is_(None))
+                        .where(col(OutboxRecord.published_at).is_(None), _not_parked())
                         .order_by(col(OutboxRecord.id))
                         .limit(self._batch_size)
                     )
@@ -275,14 +351,16 @@ class OutboxRelay:
             if not rows:
                 return 0
             producer = await self._started_producer()
-            acked, error = await self._send_all(producer, rows)
+            acked, parked, failure = await self._send_all(producer, rows)
             now = utcnow()
             if acked:
                 await session.exec(
                     update(OutboxRecord).where(col(OutboxRecord.id).in_([r.id for r in acked])).values(published_at=now)
                 )  # type: ignore[call-overload]
-            if error is not None:
-                failed = rows[len(acked)]
+            for row, reason in parked:
+                session.add(self._park(row, reason, now))
+            if failure is not None:
+                failed, error = failure
                 await session.exec(
                     update(OutboxRecord)
                     .where(col(OutboxRecord.id) == failed.id)
@@ -290,22 +368,52 @@ class OutboxRelay:
                 )  # type: ignore[call-overload]
             await session.commit()
             self.published_total += len(acked)
-            if error is not None:
-                raise error
+            self.parked_total += len(parked)
+            if failure is not None:
+                raise failure[1]
             return len(acked)
+
+    def _park(self, row: OutboxRecord, reason: BaseException, now: datetime) -> OutboxParked:
+        assert row.id is not None
+        size = len(row.payload.encode("utf-8", errors="replace"))
+        log.error(
+            "outbox relay of %s PARKED event %s (%s, %d bytes) for key %s on %s: %r; "
+            "later events of that key wait; the others continue. List and retry: GET /admin/outbox/parked",
+            self._service,
+            row.event_id,
+            row.event_type,
+            size,
+            row.key,
+            row.topic,
+            reason,
+        )
+        return OutboxParked(
+            outbox_id=row.id,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            topic=row.topic,
+            key=row.key,
+            size_bytes=size,
+            reason=repr(reason)[:2000],
+            parked_at=now,
+        )
 
     async def _send_all(
         self, producer: AIOKafkaProducer, rows: list[OutboxRecord]
-    ) -> tuple[list[OutboxRecord], BaseException | None]:
-        """Send a batch; return the prefix that the broker acknowledged and the first error.
+    ) -> tuple[list[OutboxRecord], list[tuple[OutboxRecord, BaseException]], tuple[OutboxRecord, BaseException] | None]:
+        """Send a batch; return the rows the broker acknowledged, the rows to park, and the first other failure.
 
-        Only the acknowledged *prefix* is marked published: rows after a failure are sent again in
-        the next pass, after the failed one, so no key sees a later event before an earlier one.
+        A retriable error ends the batch: rows after it are sent again in the next pass, after the
+        failed one, so no key sees a later event before an earlier one. A row refused for good is
+        parked and the later rows of its key in this batch are not sent.
         """
-        futures: list[asyncio.Future[Any]] = []
-        spans: list[trace.Span] = []
-        error: BaseException | None = None
+        sent: list[tuple[OutboxRecord, asyncio.Future[Any], trace.Span]] = []
+        parked: list[tuple[OutboxRecord, BaseException]] = []
+        blocked: set[tuple[str, str]] = set()
+        failure: tuple[OutboxRecord, BaseException] | None = None
         for row in rows:
+            if (row.topic, row.key) in blocked:
+                continue  # held behind its key's parked row
             topic = self._kafka.topic(row.topic)
             span = self._tracer.start_span(
                 f"{topic} publish",
@@ -318,7 +426,6 @@ class OutboxRelay:
                     "messaging.kafka.message.key": row.key,
                 },
             )
-            spans.append(span)
             with trace.use_span(span, end_on_exit=False):
                 headers = headers_with_trace({"content-type": CONTENT_TYPE})
             try:
@@ -328,22 +435,67 @@ class OutboxRelay:
                     key=row.key.encode(),
                     headers=headers,
                 )
+            except UNPUBLISHABLE as exc:  # refused before it left (e.g. over max_request_size)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, repr(exc)))
+                span.end()
+                parked.append((row, exc))
+                blocked.add((row.topic, row.key))
+                continue
             except Exception as exc:  # enqueue failed (e.g. metadata timeout): stop the batch here
-                error = exc
+                span.set_status(trace.Status(trace.StatusCode.ERROR, repr(exc)))
+                span.end()
+                failure = (row, exc)
                 break
-            futures.append(fut)
-        results = await asyncio.gather(*futures, return_exceptions=True)
+            sent.append((row, fut, span))
+        results = await asyncio.gather(*(fut for _, fut, _ in sent), return_exceptions=True)
         acked: list[OutboxRecord] = []
-        for row, result in zip(rows, results, strict=False):
-            if isinstance(result, BaseException):
-                error = result
+        suspects: list[OutboxRecord] = []
+        stopped = False
+        for (row, _, span), result in zip(sent, results, strict=True):
+            if stopped or (failure is not None and failure[0] is row):
+                span.set_status(trace.Status(trace.StatusCode.ERROR, "not acknowledged in order"))
+            elif isinstance(result, UNPUBLISHABLE):
+                # The broker refuses a whole batch for one record: which row it was is found below.
+                span.set_status(trace.Status(trace.StatusCode.ERROR, repr(result)))
+                suspects.append(row)
+            elif isinstance(result, BaseException):
+                span.set_status(trace.Status(trace.StatusCode.ERROR, repr(result)))
+                failure = (row, result)
+                stopped = True
+            else:
+                # Acknowledged, also when an earlier row of its key was refused by the broker after
+                # this one was already in flight (documented: it stays published).
+                acked.append(row)
+            span.end()
+        for row in suspects:
+            if (row.topic, row.key) in blocked:
+                continue  # held behind its key's parked row
+            try:
+                await (await self._send(producer, row))
+            except UNPUBLISHABLE as exc:  # refused on its own too: this row is the one
+                parked.append((row, exc))
+                blocked.add((row.topic, row.key))
+                continue
+            except Exception as exc:  # e.g. the broker went away: retry with backoff
+                failure = failure or (row, exc)
                 break
             acked.append(row)
-        for i, span in enumerate(spans):
-            if i >= len(acked):
-                span.set_status(trace.Status(trace.StatusCode.ERROR, repr(error)))
-            span.end()
-        return acked, error
+        return acked, parked, failure
+
+    async def _send(self, producer: AIOKafkaProducer, row: OutboxRecord) -> asyncio.Future[Any]:
+        """Send one row on its own (its trace context in the headers); the future resolves on the ack."""
+        with trace.use_span(
+            self._tracer.start_span(
+                f"{self._kafka.topic(row.topic)} publish",
+                context=context_from_traceparent(row.traceparent),
+                kind=SpanKind.PRODUCER,
+            ),
+            end_on_exit=True,
+        ):
+            headers = headers_with_trace({"content-type": CONTENT_TYPE})
+            return await producer.send(
+                self._kafka.topic(row.topic), value=row.payload.encode(), key=row.key.encode(), headers=headers
+            )
 
     async def _started_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -367,6 +519,11 @@ class OutboxRelay:
         if oldest is None:
             return None
         return max(0.0, (utcnow() - as_utc(oldest)).total_seconds())
+
+    async def parked_count(self) -> int:
+        """Rows parked because the broker refused them for good (each holds back its key)."""
+        async with self._db.sessions() as session:
+            return (await session.exec(select(func.count()).select_from(OutboxParked))).one()
 
     async def pending_count(self) -> int:
         async with self._db.sessions() as session:
@@ -392,6 +549,37 @@ class OutboxRelay:
         self._wakeup.clear()
 
 
+class ParkedNotFound(LookupError):
+    pass
+
+
+async def list_parked(db: Database, *, limit: int, offset: int) -> tuple[list[OutboxParked], int]:
+    """Parked rows, oldest first, and how many there are."""
+    async with db.sessions() as session:
+        total = (await session.exec(select(func.count()).select_from(OutboxParked))).one()
+        query = select(OutboxParked).order_by(col(OutboxParked.outbox_id)).limit(limit).offset(offset)
+        return list((await session.exec(query)).all()), total
+
+
+async def retry_parked(db: Database, *, outbox_id: int | None = None) -> int:
+    """Lift the parking of one row (or of all): the relay tries it again in its original place.
+
+    Returns how many rows were released; raises :class:`ParkedNotFound` for an unknown ``outbox_id``.
+    """
+    async with db.sessions() as session:
+        query = delete(OutboxParked)
+        if outbox_id is not None:
+            query = query.where(col(OutboxParked.outbox_id) == outbox_id)
+        result = await session.exec(query)  # type: ignore[call-overload]
+        await session.commit()
+    released = int(result.rowcount or 0)
+    if outbox_id is not None and released == 0:
+        raise ParkedNotFound(outbox_id)
+    if released:
+        log.warning("released %d parked outbox row(s)%s for another try", released, f" ({outbox_id})" * bool(outbox_id))
+    return released
+
+
 def decode_payload(payload: bytes | str) -> dict[str, Any]:
     """Parse a record value as JSON (raises ValueError on anything else)."""
     value = json.loads(payload)
@@ -401,11 +589,16 @@ def decode_payload(payload: bytes | str) -> dict[str, Any]:
 
 
 __all__ = [
+    "OUTBOX_TABLES",
     "AfterCommitFailed",
+    "OutboxParked",
     "OutboxRecord",
     "OutboxRelay",
+    "ParkedNotFound",
     "UnitOfWork",
     "UnitOfWorkFactory",
     "decode_payload",
+    "list_parked",
+    "retry_parked",
     "utcnow",
 ]

@@ -24,7 +24,7 @@ from shared.dead_letters import DeadLetterPublisher
 from shared.events.base import CloudEvent
 from shared.json_bounds import JsonBounds
 from shared.kafka import all_topics, ensure_topics, kafka_security
-from shared.outbox import OutboxRecord, OutboxRelay, UnitOfWorkFactory
+from shared.outbox import OUTBOX_TABLES, OutboxRelay, UnitOfWorkFactory
 from shared.parking import ParkedEvent, parked_counts
 from shared.settings import ServiceSettings
 from shared.subscription import Gate, subscribe
@@ -49,7 +49,7 @@ class ServiceRuntime:
         self.name = name
         self.settings = settings
         configure_tracing(name, settings.telemetry)
-        self.db = Database(settings.database_url, tables=[OutboxRecord, InboxRecord, ParkedEvent, *tables])
+        self.db = Database(settings.database_url, tables=[*OUTBOX_TABLES, InboxRecord, ParkedEvent, *tables])
         self.uow = UnitOfWorkFactory(self.db, source=name)
         self.relay = OutboxRelay(
             self.db,
@@ -180,15 +180,25 @@ class ServiceRuntime:
         await self.db.dispose()
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
-        """Whether the database and Kafka answer, plus the outbox backlog."""
-        checks: dict[str, Any] = {"service": self.name}
+        """Whether the database and Kafka answer, plus the outbox backlog.
+
+        ``status`` is ``ok``, ``degraded`` (serving, but something needs an operator: parked outbox
+        rows) or ``unavailable`` (database or Kafka down, a halted or stalled consumer; the HTTP
+        status is then 503). Newer-version events parked by a consumer are counted per consumer but
+        do not degrade: they are expected while a producer is upgraded before its consumers.
+        """
+        checks: dict[str, Any] = {"service": self.name, "status": "ok"}
         ok = True
         parked: dict[str, int] = {}
+        outbox_parked = 0
         try:
             await asyncio.wait_for(self.db.ping(), 3)
             checks["database"] = "ok"
             checks["outbox_pending"] = await self.relay.pending_count()
             checks["outbox_oldest_unpublished_age_s"] = await self.relay.oldest_unpublished_age_s()
+            # Rows the broker refused for good (docs/limits.md): kept, and an operator must act.
+            checks["outbox_parked"] = outbox_parked = await self.relay.parked_count()
+            # Newer-version events each consumer keeps until its upgrade (shared/parking.py).
             parked = await parked_counts(self.db)
         except Exception as exc:  # reported, not raised: this is the health endpoint
             ok = False
@@ -218,7 +228,9 @@ class ServiceRuntime:
             }
         for name, describe in self._reports:
             checks[name] = dict(describe())
-        return ok and not stalled, checks
+        healthy = ok and not stalled
+        checks["status"] = "unavailable" if not healthy else "degraded" if outbox_parked else "ok"
+        return healthy, checks
 
     async def _kafka_ping(self) -> bool:
         try:

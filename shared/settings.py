@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.limits import DEFAULT_MAX_BODY_BYTES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / ".data"
 
@@ -96,6 +98,8 @@ class ServiceSettings(BaseSettings):
     # Records beyond these are dead-lettered unparsed; raise the first with a topic's max.message.bytes.
     consumer_max_record_bytes: int = Field(1_048_588, ge=1024, validation_alias="CONSUMER_MAX_RECORD_BYTES")
     consumer_max_json_depth: int = Field(64, ge=8, le=500, validation_alias="CONSUMER_MAX_JSON_DEPTH")
+    # docs/limits.md: bodies over this are refused (413) before they are read into memory.
+    http_max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, validation_alias="HTTP_MAX_BODY_BYTES")
 
     @model_validator(mode="after")
     def _refuse_embedded_database_in_production(self) -> ServiceSettings:

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, EmailStr, HttpUrl
+from pydantic import BaseModel, HttpUrl
 from pydantic import Field as PField
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.outbox import utcnow
+from shared.validation import Email
 
 ChannelName = Literal["email", "webhook"]
 EmailMode = Literal["immediate", "digest"]
@@ -128,7 +129,7 @@ class Outcome:
 
 
 class EmailChannelIn(BaseModel):
-    address: EmailStr
+    address: Email
     mode: EmailMode = PField(default="immediate", description="immediate: one e-mail per alert; digest: one a day")
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, EmailStr, field_validator
+from pydantic import BaseModel, field_validator
 from pydantic import Field as PField
 from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from shared.events.projects import ProjectData
 from shared.events.suggestions import ConsortiumProposal, SuggestionItem
 from shared.outbox import utcnow
-from shared.validation import DomainSlug, LongText, ProgrammeCode, ShortText, Statement
+from shared.validation import DomainSlug, Email, LongText, PartialUpdate, ProgrammeCode, ShortText, Statement
 
 ProjectStatus = Literal["open", "closed"]
 
@@ -41,7 +41,7 @@ class ProjectCreate(BaseModel):
     sought_capabilities: list[Statement] = PField(min_length=1, max_length=30)
     deadline: date | None = None
     partners_wanted: int = PField(default=5, ge=1, le=50)
-    contact_email: EmailStr
+    contact_email: Email
 
     @field_validator("domains", "sought_capabilities")
     @classmethod
@@ -54,8 +54,10 @@ class ProjectCreate(BaseModel):
         return _not_in_past(value)
 
 
-class ProjectUpdate(BaseModel):
+class ProjectUpdate(PartialUpdate):
     """A partial update: only the fields given change; only ``deadline`` may be set to null."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset({"deadline"})
 
     title: ShortText | None = None
     summary: LongText | None = None
@@ -65,24 +67,7 @@ class ProjectUpdate(BaseModel):
     sought_capabilities: list[Statement] | None = PField(default=None, min_length=1, max_length=30)
     deadline: date | None = None
     partners_wanted: int | None = PField(default=None, ge=1, le=50)
-    contact_email: EmailStr | None = None
-
-    @field_validator(
-        "title",
-        "summary",
-        "programme",
-        "institute",
-        "domains",
-        "sought_capabilities",
-        "partners_wanted",
-        "contact_email",
-    )
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # Only runs for fields present in the request: an explicit null is refused, absence is fine.
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    contact_email: Email | None = None
 
     @field_validator("domains", "sought_capabilities")
     @classmethod

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from services.registry.models import Company, CompanyCreate, CompanyUpdate, HistoryIn
+from services.registry.models import MAX_HISTORY_ITEMS, Company, CompanyCreate, CompanyUpdate, HistoryIn
 from shared.events.companies import CompanyRegistered, CompanyRemoved, CompanyUpdated
+from shared.limits import EventTooLarge
 from shared.outbox import UnitOfWork, utcnow
 
 
@@ -69,9 +70,6 @@ async def update_company(uow: UnitOfWork, *, company_id: str, data: CompanyUpdat
     return company
 
 
-MAX_HISTORY_ITEMS = 200  # what CompanyCreate/CompanyUpdate accept
-
-
 def _history_key(item: Mapping[str, Any]) -> tuple[str, str]:
     return str(item.get("topic_id") or "").strip().upper(), " ".join(str(item.get("title") or "").split()).casefold()
 
@@ -100,11 +98,21 @@ async def add_project_history(
             no_room += 1
             continue
         added.append(item)
-    if added:
-        company.history = [*company.history, *(i.model_dump(mode="json") for i in added)]
+    kept = list(company.history)
+    while added:
+        company.history = [*kept, *(i.model_dump(mode="json") for i in added)]
+        try:
+            # The event carries the whole profile: it must stay publishable (docs/limits.md).
+            uow.emit(CompanyUpdated(company=company.public_profile(), changed_fields=["history"]), subject=company.id)
+        except EventTooLarge:
+            added.pop()
+            no_room += 1
+            continue
         company.updated_at = utcnow()
         uow.session.add(company)
-        uow.emit(CompanyUpdated(company=company.public_profile(), changed_fields=["history"]), subject=company.id)
+        break
+    else:
+        company.history = kept
     return added, no_room
 
 

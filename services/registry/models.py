@@ -4,29 +4,46 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, EmailStr, HttpUrl
+from pydantic import BaseModel, StringConstraints
 from pydantic import Field as PField
 from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
 
 from shared.events.companies import CompanyProfileData, ProjectHistoryItem
 from shared.outbox import utcnow
-from shared.validation import CountryCode, DomainSlug, EnterpriseNumber, Keyword, ShortText, Statement
+from shared.validation import (
+    CountryCode,
+    DomainSlug,
+    Email,
+    EnterpriseNumber,
+    Identifier,
+    Keyword,
+    MultiLine,
+    PartialUpdate,
+    ShortText,
+    SingleLine,
+    Statement,
+    WebUrl,
+)
 
 OrganisationType = Literal["company", "research", "public", "other"]
 Size = Literal["micro", "small", "medium", "large"]
 Pic = Annotated[str, PField(pattern=r"^\d{9}$", description="EU participant identification code")]
 
 
+MAX_HISTORY_ITEMS = 200
+"""A profile keeps at most this many projects (docs/limits.md); the importer stops adding there."""
+
+
 class HistoryIn(BaseModel):
     programme: ShortText
     year: int | None = PField(default=None, ge=1980, le=2100)
     title: ShortText
-    summary: str = PField(default="", max_length=5000)
-    topic_id: str | None = PField(default=None, max_length=100)
-    role: str | None = PField(default=None, max_length=50)
+    summary: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), MultiLine] = ""
+    topic_id: Identifier | None = None
+    role: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50), SingleLine] | None = None
     partners: list[ShortText] = PField(default_factory=list, max_length=100)
 
 
@@ -40,15 +57,22 @@ class CompanyCreate(BaseModel):
     domains: list[DomainSlug] = PField(min_length=1, max_length=9)
     capabilities: list[Statement] = PField(min_length=1, max_length=50)
     keywords: list[Keyword] = PField(default_factory=list, max_length=50)
-    website: HttpUrl | None = None
-    contact_email: EmailStr
+    website: WebUrl | None = None
+    contact_email: Email
     parent_group: ShortText | None = None
     pic: Pic | None = None
-    history: list[HistoryIn] = PField(default_factory=list, max_length=200)
+    history: list[HistoryIn] = PField(
+        default_factory=list,
+        max_length=MAX_HISTORY_ITEMS,
+        description="Projects taken part in. The whole profile must stay under the event size limit "
+        "(docs/limits.md): a very long history of very large items is refused with 413 naming `history`.",
+    )
 
 
-class CompanyUpdate(BaseModel):
-    """A partial update: only the fields given change."""
+class CompanyUpdate(PartialUpdate):
+    """A partial update: only the fields given change; only optional fields may be set to null."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset({"enterprise_number", "website", "parent_group", "pic"})
 
     name: ShortText | None = None
     country: CountryCode | None = None
@@ -59,11 +83,11 @@ class CompanyUpdate(BaseModel):
     domains: list[DomainSlug] | None = PField(default=None, min_length=1, max_length=9)
     capabilities: list[Statement] | None = PField(default=None, min_length=1, max_length=50)
     keywords: list[Keyword] | None = PField(default=None, max_length=50)
-    website: HttpUrl | None = None
-    contact_email: EmailStr | None = None
+    website: WebUrl | None = None
+    contact_email: Email | None = None
     parent_group: ShortText | None = None
     pic: Pic | None = None
-    history: list[HistoryIn] | None = PField(default=None, max_length=200)
+    history: list[HistoryIn] | None = PField(default=None, max_length=MAX_HISTORY_ITEMS)
 
 
 class Company(SQLModel, table=True):

@@ -672,6 +672,23 @@ async def _call_suggestions(w: World, caller: Actor, own: bool) -> Req:
     return Req("calls", "GET", f"/calls/{w.ids['call']}/suggestions", secrets=[marker], shown=[marker])
 
 
+# every service: parked outbox rows (admin only; an unknown row is a 404 for the admin)
+
+
+def _parked(service: str, method: str, path: str) -> None:
+    async def build(w: World, caller: Actor, own: bool) -> Req:
+        url = path.replace("{outbox_id}", "999999")
+        return Req(service, method, url, ok=404 if "{outbox_id}" in path else 200)
+
+    builds(service, method, path)(build)
+
+
+for _service in SERVICES:
+    _parked(_service, "GET", "/admin/outbox/parked")
+    _parked(_service, "POST", "/admin/outbox/parked/retry")
+    _parked(_service, "POST", "/admin/outbox/parked/{outbox_id}/retry")
+
+
 # matching
 
 

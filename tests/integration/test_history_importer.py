@@ -29,7 +29,7 @@ from shared.consumer import InboxRecord
 from shared.db import Database
 from shared.events.companies import CompanyRegistered, CompanyUpdated
 from shared.kafka import all_topics, ensure_topics
-from shared.outbox import OutboxRecord, OutboxRelay, UnitOfWorkFactory
+from shared.outbox import OUTBOX_TABLES, OutboxRecord, OutboxRelay, UnitOfWorkFactory
 from shared.settings import KafkaSettings
 from tests.infra import Databases
 from tests.integration.kafka_tools import read_topic
@@ -48,7 +48,7 @@ UNKNOWN = {"990000028", "990000035", "990000042", "990000059", "990000073"}
 
 async def _registry(databases: Databases) -> tuple[str, Database, UnitOfWorkFactory]:
     url = databases.create("registry")
-    db = Database(url, tables=[OutboxRecord, InboxRecord, Company])
+    db = Database(url, tables=[*OUTBOX_TABLES, InboxRecord, Company])
     await db.create_tables()
     return url, db, UnitOfWorkFactory(db, source="registry")
 

@@ -12,7 +12,7 @@ from sqlmodel import select
 from shared.db import Database
 from shared.events.projects import ProjectClosed
 from shared.kafka import all_topics, ensure_topics
-from shared.outbox import OutboxRecord, OutboxRelay, UnitOfWorkFactory
+from shared.outbox import OUTBOX_TABLES, OutboxRecord, OutboxRelay, UnitOfWorkFactory
 from shared.settings import KafkaSettings
 from tests.infra import Databases, KafkaBroker, free_port, wait_for
 from tests.integration.kafka_tools import Widget, read_topic
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.infra
 
 
 async def _setup(databases: Databases, kafka: KafkaSettings) -> tuple[Database, UnitOfWorkFactory, OutboxRelay]:
-    db = Database(databases.create("outbox"), tables=[OutboxRecord, Widget])
+    db = Database(databases.create("outbox"), tables=[*OUTBOX_TABLES, Widget])
     await db.create_tables()
     await ensure_topics(kafka, all_topics(kafka))
     uow = UnitOfWorkFactory(db, source="registry")

@@ -39,7 +39,7 @@ from services.registry.importer.settings import ImporterSettings
 from services.registry.models import Company
 from shared.consumer import InboxRecord
 from shared.db import Database
-from shared.outbox import OutboxRecord, UnitOfWorkFactory
+from shared.outbox import OUTBOX_TABLES, UnitOfWorkFactory
 
 SOURCE = "registry"
 """Events are the registry's own: same CloudEvents source as the service's."""
@@ -79,7 +79,7 @@ async def run_import(
     sleep: Sleep = asyncio.sleep,
 ) -> ImportReport:
     """Harvest the topics' projects and attach them in the registry database; return the report."""
-    db = Database(settings.database_url, tables=[OutboxRecord, InboxRecord, Company])
+    db = Database(settings.database_url, tables=[*OUTBOX_TABLES, InboxRecord, Company])
     try:
         await db.create_tables()  # a registry that never ran yet still gets its tables
         problems: list[str] = []

@@ -1,0 +1,76 @@
+"""The five services' HTTP APIs in-process, on their own PostgreSQL databases (no broker needed).
+
+Writes land in the outbox; nothing publishes them (the relay is not started). Tokens of other
+services are introspected at the in-process registry, as deployed but without a socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi import FastAPI
+
+from services.alerts.bootstrap import build as build_alerts
+from services.alerts.settings import AlertsSettings
+from services.calls.bootstrap import build as build_calls
+from services.calls.settings import CallsSettings
+from services.matching.bootstrap import build as build_matching
+from services.matching.settings import MatchingSettings
+from services.projects.bootstrap import build as build_projects
+from services.projects.settings import ProjectsSettings
+from services.registry.bootstrap import build as build_registry
+from services.registry.settings import RegistrySettings
+from shared.auth import AuthGuard, AuthSettings, FailureLimiter, RegistryIntrospection
+from shared.runtime import ServiceRuntime
+from tests.infra import Databases, admin_headers
+
+SERVICES = ("registry", "projects", "calls", "matching", "alerts")
+
+
+@dataclass
+class Apis:
+    apps: dict[str, FastAPI] = field(default_factory=dict)
+    runtimes: dict[str, ServiceRuntime] = field(default_factory=dict)
+    clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+    """Clients that send the admin token."""
+
+
+@asynccontextmanager
+async def five_services(databases: Databases, *, portal_url: str = "http://127.0.0.1:9/") -> AsyncIterator[Apis]:
+    built = {
+        "registry": build_registry(RegistrySettings(database_url=databases.create("registry"))),
+        "projects": build_projects(ProjectsSettings(database_url=databases.create("projects"))),
+        "calls": build_calls(
+            CallsSettings(
+                database_url=databases.create("calls"),
+                ft_search_url=portal_url,
+                poll_on_start=False,
+                portal_max_attempts=1,
+                portal_backoff_base_s=0,
+            )
+        ),
+        "matching": build_matching(MatchingSettings(database_url=databases.create("matching"))),
+        "alerts": build_alerts(AlertsSettings(database_url=databases.create("alerts"))),
+    }
+    apis = Apis(apps={n: app for n, (app, _) in built.items()}, runtimes={n: rt for n, (_, rt) in built.items()})
+    internal = AuthSettings().internal_secret
+    registry_transport = httpx.ASGITransport(apis.apps["registry"])
+    for name, app in apis.apps.items():
+        guard: AuthGuard = app.state.auth
+        guard.limiter = FailureLimiter(1_000_000)  # fuzzed tokens must not lock the test client out
+        if name != "registry":
+            guard.resolver = RegistryIntrospection("http://registry", internal, transport=registry_transport)
+        await apis.runtimes[name].db.create_tables()
+        apis.clients[name] = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url=f"http://{name}", headers=admin_headers()
+        )
+    try:
+        yield apis
+    finally:
+        for name, client in apis.clients.items():
+            await client.aclose()
+            await apis.apps[name].state.auth.aclose()
+            await apis.runtimes[name].db.dispose()
