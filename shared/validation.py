@@ -109,6 +109,18 @@ def _multi_line(value: str) -> str:
     return value
 
 
+def storable_text(value: str, *, limit: int, multiline: bool = False) -> str:
+    """Text from a source we cannot refuse (another system's feed), made storable and publishable.
+
+    Drops what no column or event can hold (NUL, lone surrogates, other control characters; line
+    breaks too unless ``multiline``) and cuts the rest to ``limit`` characters, ending in "…" when cut.
+    """
+    kept = "".join(
+        c for c in value if (multiline and c in "\t\n") or unicodedata.category(c) not in ("Cc", "Cs", "Zl", "Zp")
+    )
+    return kept if len(kept) <= limit else kept[: limit - 1] + "…"
+
+
 def _max_length(limit: int) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if len(str(value)) > limit:

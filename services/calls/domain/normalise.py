@@ -11,9 +11,10 @@ from datetime import date
 from html.parser import HTMLParser
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from services.calls.domain.taxonomy import Taxonomy, load_taxonomy
+from shared.validation import storable_text
 
 CallStatus = Literal["forthcoming", "open", "closed"]
 
@@ -70,8 +71,27 @@ class RowError(ValueError):
         self.identifier = identifier
 
 
+MAX_IDENTIFIER = 200
+"""Topic and call identifiers (the ``calls`` columns); a longer topic identifier makes the row unparseable."""
+MAX_CODE = 50
+"""Programme, action type, EDF category, ccm2Id: a longer value is no code, and is dropped."""
+MAX_TITLE = 1_000
+MAX_DESCRIPTION = 100_000
+"""Characters of topic text; the longest real EDF topic is ~36 000 characters of HTML."""
+MAX_KEYWORDS = 100
+MAX_KEYWORD = 200
+MAX_DEADLINES = 20
+"""The latest ones are kept: they decide whether a topic is still open."""
+
+
 class NormalisedCall(BaseModel):
-    """One funding topic as Bondgenoot sees it, independent of the portal's row format."""
+    """One funding topic as Bondgenoot sees it, independent of the portal's row format.
+
+    The portal is not ours to refuse, so its values are bounded here, on every way a call is built
+    (a row, a merge of rows): text is cleaned and cut, a code too long to be one is dropped. Whatever
+    the portal sends, a call then fits its table and its ``calls.v1`` event fits the event budget
+    (docs/limits.md; tests/unit/calls/test_calls_bounds.py).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -95,7 +115,43 @@ class NormalisedCall(BaseModel):
     @field_validator("deadlines")
     @classmethod
     def _sorted_unique(cls, value: list[date]) -> list[date]:
-        return sorted(set(value))
+        return sorted(set(value))[-MAX_DEADLINES:]
+
+    @field_validator("id")
+    @classmethod
+    def _storable_id(cls, value: str) -> str:
+        if len(value) > MAX_IDENTIFIER or storable_text(value, limit=MAX_IDENTIFIER) != value:
+            raise ValueError(f"identifier of {len(value)} characters, or with control characters")
+        return value
+
+    @field_validator("title", "call_title")
+    @classmethod
+    def _bounded_title(cls, value: str | None) -> str | None:
+        return None if value is None else storable_text(value, limit=MAX_TITLE)
+
+    @field_validator("description")
+    @classmethod
+    def _bounded_description(cls, value: str) -> str:
+        return storable_text(value, limit=MAX_DESCRIPTION, multiline=True)
+
+    @field_validator("keywords")
+    @classmethod
+    def _bounded_keywords(cls, value: list[str]) -> list[str]:
+        kept = (storable_text(k, limit=MAX_KEYWORD) for k in value)
+        return [k for k in kept if k][:MAX_KEYWORDS]
+
+    @field_validator("programme")
+    @classmethod
+    def _programme_code(cls, value: str) -> str:
+        return value if len(value) <= MAX_CODE and storable_text(value, limit=MAX_CODE) == value else "OTHER"
+
+    @field_validator("call_identifier", "action_type", "edf_category", "ccm2_id")
+    @classmethod
+    def _code_or_nothing(cls, value: str | None, info: ValidationInfo) -> str | None:
+        limit = MAX_IDENTIFIER if info.field_name == "call_identifier" else MAX_CODE
+        if value is None or len(value) > limit or storable_text(value, limit=limit) != value:
+            return None
+        return value
 
 
 @dataclass(frozen=True)
