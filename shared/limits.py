@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +32,12 @@ MAX_EVENT_BYTES = 900_000
 """Largest CloudEvent (record value, UTF-8 JSON) a service may emit; ~148 KiB below the record limit."""
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 """Default for ``HTTP_MAX_BODY_BYTES``: the largest request body any service reads."""
+MAX_DB_INTEGER = 2**31 - 1
+"""Largest value of an ``INTEGER`` column (PostgreSQL's int4); ``MAX_DB_BIGINT`` of a ``BIGINT``.
+
+Every integer a request may send is bounded by the column it is compared with or stored in, so a
+larger one is a 422 at the edge, not a 500 from the database (tests/unit/test_api_docs.py)."""
+MAX_DB_BIGINT = 2**63 - 1
 MAX_PAGE_LIMIT = 200
 MAX_PAGE_OFFSET = 100_000
 """Deeper pages are refused (422): filter instead. Also keeps OFFSET far inside a 64-bit integer."""
@@ -169,3 +176,38 @@ def check_event_size(event_type: str, data: Mapping[str, Any], payload: str, *, 
     if size > limit:
         raise EventTooLarge(event_type=event_type, size=size, limit=limit, field=largest_field(data))
     return size
+
+
+TEXT_CAPS: tuple[int, ...] = (2_000, 500, 200, 80, 20, 0)
+"""The lengths free texts of a derived event are cut to, longest first, until the event fits."""
+ENVELOPE_MARGIN = 4_096
+"""Room for the CloudEvent envelope around the data (id, source, type, subject, time, dataschema)."""
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _cut(value: Any, cap: int, keep: frozenset[str]) -> Any:
+    if isinstance(value, dict):
+        return {key: item if key in keep else _cut(item, cap, keep) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut(item, cap, keep) for item in value]
+    if isinstance(value, str) and len(value) > cap:
+        return value[: cap - 1] + "…" if cap else ""
+    return value
+
+
+def fit_event(data: M, *, keep: frozenset[str], limit: int = MAX_EVENT_BYTES) -> tuple[M, int | None]:
+    """An event the service derived (not a request it can refuse) made to fit ``limit``.
+
+    ``data`` as it is when it fits; else a copy whose free texts (every string not under a field
+    named in ``keep``: identifiers, names, numbers stay) are cut to the longest of
+    :data:`TEXT_CAPS` that fits. Returns the event and the cap used (None: nothing was cut). Raises
+    :class:`EventTooLarge` when even empty texts do not fit.
+    """
+    dumped = data.model_dump(mode="json")
+    for cap in (None, *TEXT_CAPS):
+        candidate = dumped if cap is None else _cut(dumped, cap, keep)
+        size = len(json.dumps(candidate, ensure_ascii=False).encode()) + ENVELOPE_MARGIN
+        if size <= limit:
+            return (data if cap is None else type(data).model_validate(candidate)), cap
+    raise EventTooLarge(event_type=type(data).__name__, size=size, limit=limit, field=largest_field(dumped))

@@ -29,6 +29,7 @@ from shared.events.suggestions import (
     SuggestionItem,
     SuggestionsComputed,
 )
+from shared.limits import fit_event
 from shared.outbox import UnitOfWork, utcnow
 
 log = logging.getLogger(__name__)
@@ -180,19 +181,21 @@ async def close_target(uow: UnitOfWork, *, target_type: str, target_id: str) -> 
         uow.session.add(row)
 
 
+# Never cut when a derived event is too large: who and where (the ranking itself), not why.
+_IDENTITY = frozenset(
+    {"target_type", "target_id", "target_title", "programme", "algorithm_version", "computed_at"}
+    | {"company_id", "company_name", "country", "rank", "score", "role", "rule", "passed", "signals"}
+)
+
+
 async def publish_ranking(uow: UnitOfWork, ranking: Ranking) -> SuggestionSet:
-    """Keep the ranking and emit suggestions.computed and consortium.proposed."""
+    """Keep the ranking and emit suggestions.computed and consortium.proposed.
+
+    Both events quote the companies' and the target's texts, so with many long texts they could
+    outgrow what Kafka takes (docs/limits.md). Then their explanations are cut short, the ranking
+    never; what is stored is what is published.
+    """
     target = ranking.target
-    stored = await uow.session.get(SuggestionSet, (target.target_type, target.id))
-    if stored is None:
-        stored = SuggestionSet(
-            target_type=target.target_type, target_id=target.id, algorithm_version="", suggestions=[]
-        )
-    stored.algorithm_version = ranking.algorithm_version
-    stored.suggestions = [i.model_dump(mode="json") for i in ranking.suggestions]
-    stored.consortia = [p.model_dump(mode="json") for p in ranking.proposals]
-    stored.computed_at = ranking.computed_at
-    uow.session.add(stored)
     common: dict[str, Any] = {
         "target_type": target.target_type,
         "target_id": target.id,
@@ -201,8 +204,31 @@ async def publish_ranking(uow: UnitOfWork, ranking: Ranking) -> SuggestionSet:
         "algorithm_version": ranking.algorithm_version,
         "computed_at": ranking.computed_at,
     }
-    uow.emit(SuggestionsComputed(**common, domains=target.domains, suggestions=ranking.suggestions), subject=target.id)
-    uow.emit(ConsortiumProposed(**common, proposals=ranking.proposals), subject=target.id)
+    suggested, cut_suggestions = fit_event(
+        SuggestionsComputed(**common, domains=target.domains, suggestions=ranking.suggestions), keep=_IDENTITY
+    )
+    proposed, cut_proposals = fit_event(ConsortiumProposed(**common, proposals=ranking.proposals), keep=_IDENTITY)
+    for what, cap in (("suggestions", cut_suggestions), ("consortium proposals", cut_proposals)):
+        if cap is not None:
+            log.warning(
+                "%s of %s %s: explanations cut to %d characters to fit one event",
+                what,
+                target.target_type,
+                target.id,
+                cap,
+            )
+    stored = await uow.session.get(SuggestionSet, (target.target_type, target.id))
+    if stored is None:
+        stored = SuggestionSet(
+            target_type=target.target_type, target_id=target.id, algorithm_version="", suggestions=[]
+        )
+    stored.algorithm_version = ranking.algorithm_version
+    stored.suggestions = [i.model_dump(mode="json") for i in suggested.suggestions]
+    stored.consortia = [p.model_dump(mode="json") for p in proposed.proposals]
+    stored.computed_at = ranking.computed_at
+    uow.session.add(stored)
+    uow.emit(suggested, subject=target.id)
+    uow.emit(proposed, subject=target.id)
     return stored
 
 

@@ -16,17 +16,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.matching.domain import CompanyChange, MatchingEngine, compute_ranking, project_target, publish_ranking
+from services.matching.matcher import CompanyProfile
+from services.matching.settings import MatchingSettings
 from services.projects.models import Project, ProjectCreate
-from services.registry.models import MAX_HISTORY_ITEMS, Company, CompanyCreate
+from services.registry.models import MAX_HISTORY_ITEMS, Company, CompanyCreate, CompanyUpdate
 from shared.events.base import envelope
-from shared.events.companies import CompanyRegistered
-from shared.events.projects import ProjectPosted
+from shared.events.companies import CompanyRegistered, CompanyRemoved, CompanyUpdated
+from shared.events.projects import ProjectClosed, ProjectData, ProjectPosted
+from shared.events.suggestions import MatchReasons, SuggestionItem, SuggestionsComputed
 from shared.limits import (
     KAFKA_MAX_REQUEST_BYTES,
     KAFKA_MESSAGE_MAX_BYTES,
     MAX_EVENT_BYTES,
+    TEXT_CAPS,
     EventTooLarge,
     check_event_size,
+    fit_event,
 )
 
 EXAMPLES = int(os.environ.get("EVENT_SIZE_EXAMPLES", "5"))
@@ -134,3 +140,119 @@ def test_a_project_at_every_field_maximum_always_fits(
     )
     project = Project(**data.model_dump(), status="open")
     assert _event_size(ProjectPosted(project=project.public_data())) <= MAX_EVENT_BYTES
+
+
+# --------------------------------------------------------------------------- updates
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=max_company(history_items=8))
+def test_a_company_update_at_every_field_maximum_always_fits(body: dict[str, Any]) -> None:
+    company = _company_event(body).company
+    changed = list(CompanyUpdate.model_fields)
+    assert _event_size(CompanyUpdated(company=company, changed_fields=changed)) <= MAX_EVENT_BYTES
+
+
+def test_events_that_carry_only_ids_cannot_grow() -> None:
+    """DELETE /companies/{id}, POST /projects/{id}/close: ids of at most 36 characters (UUIDs)."""
+    assert _event_size(CompanyRemoved(company_id="x" * 36)) < 2_000
+    assert _event_size(ProjectClosed(project_id="x" * 36)) < 2_000
+
+
+# --------------------------------------------------------------------------- derived: suggestions and consortia
+
+
+def _words(seed: int) -> str:
+    """Capability text the matcher finds similar (shared words), padded with costly characters to 500."""
+    text = f"radar sonar lidar sensor fusion swarm detection {seed} "
+    return text + COSTLY[:-1] * ((500 - len(text)) // 4)
+
+
+def _matching_inputs(companies: int) -> tuple[MatchingEngine, ProjectData]:
+    engine = MatchingEngine(top_n=MatchingSettings.model_fields["top_n"].metadata[-1].le)
+    for i in range(companies):
+        history = [
+            {"programme": "EDF", "title": _words(i)[:200], "summary": _words(i) * 4, "topic_id": "EDF-2023-RA-SENS-X"}
+        ] * 8
+        profile = {
+            "id": f"{i:036d}",
+            "name": (COSTLY[:-1] * 60)[:200],
+            "country": "BE",
+            "domains": ["maritime", "cybersecurity"],
+            "capabilities": [_words(i + j) for j in range(50)],
+            "keywords": [_words(i)[:60]] * 50,
+            "history": history,
+        }
+        engine._apply(CompanyChange(profile["id"], CompanyProfile.model_validate(profile)))
+    project = ProjectData(
+        id="p" * 36,
+        title=_words(0)[:200],
+        summary=_words(0) * 20,
+        programme="FSDB",
+        institute="Institute",
+        domains=["maritime", "cybersecurity"],
+        sought_capabilities=[_words(j) for j in range(30)],
+        partners_wanted=50,
+        status="open",
+    )
+    return engine, project
+
+
+class _Session:
+    async def get(self, *_: Any) -> None:
+        return None
+
+    def add(self, _: Any) -> None:
+        pass
+
+
+class _RecordingUnitOfWork:
+    """Just what publish_ranking uses; ``emit`` checks the size exactly as UnitOfWork.emit does."""
+
+    def __init__(self) -> None:
+        self.session = _Session()
+        self.sizes: dict[str, int] = {}
+
+    def emit(self, data: Any, *, subject: str) -> None:
+        self.sizes[type(data).__name__] = _event_size(data)
+
+
+async def test_suggestions_and_consortia_over_companies_at_every_maximum_fit_with_the_ranking_whole() -> None:
+    engine, project = _matching_inputs(companies=40)
+    ranking = compute_ranking(engine, target=project_target(project))
+    raw = SuggestionsComputed(
+        target_type="project",
+        target_id=project.id,
+        target_title=project.title,
+        programme=project.programme,
+        algorithm_version=ranking.algorithm_version,
+        computed_at=ranking.computed_at,
+        suggestions=ranking.suggestions,
+    )
+    assert len(raw.model_dump_json().encode()) > MAX_EVENT_BYTES  # the inputs really are that large
+    uow = _RecordingUnitOfWork()
+    stored = await publish_ranking(uow, ranking)  # type: ignore[arg-type]
+    assert uow.sizes["SuggestionsComputed"] <= MAX_EVENT_BYTES
+    assert uow.sizes["ConsortiumProposed"] <= MAX_EVENT_BYTES
+    # Explanations were cut, the ranking was not: the same companies, ranks and scores.
+    assert [(s["company_id"], s["rank"], s["score"]) for s in stored.suggestions] == [
+        (s.company_id, s.rank, s.score) for s in ranking.suggestions
+    ]
+    assert [[m["company_id"] for m in p["members"]] for p in stored.consortia] == [
+        [m.company_id for m in p.members] for p in ranking.proposals
+    ]
+
+
+def test_a_derived_event_is_cut_to_the_longest_texts_that_fit_and_ids_are_never_cut() -> None:
+    item = SuggestionItem(
+        company_id="c" * 36,
+        company_name="n" * 200,
+        country="BE",
+        rank=1,
+        score=0.5,
+        reasons=MatchReasons(summary="s" * 600_000, top_terms=["t" * 400_000]),
+    )
+    fitted, cap = fit_event(item, keep=frozenset({"company_id", "company_name"}))
+    assert cap == TEXT_CAPS[0]
+    assert fitted.reasons.summary == "s" * (cap - 1) + "…" and fitted.company_name == "n" * 200
+    assert fit_event(fitted, keep=frozenset()) == (fitted, None)  # fits: unchanged
