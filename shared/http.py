@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+from shared import api_docs
 from shared.auth import AuthGuard, close_when_stopped
 from shared.ops import router as ops_router
 from shared.limits import BodySizeLimit, EventTooLarge
@@ -79,6 +80,8 @@ def create_app(
     app.include_router(contracts_router())
     publish_openapi_31(app)
 
+    # Every operation documents the 4xx the shared machinery answers on it (shared.api_docs).
+    api_docs.install(app, service=runtime.name)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz")
     return app
 

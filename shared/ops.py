@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel
 
+from shared.api_docs import errors
 from shared.auth import Access, require
 from shared.kafka import DLQ_SUFFIX
 from shared.settings import KafkaSettings
@@ -66,7 +67,12 @@ async def dead_letter_counts(kafka: KafkaSettings, topics: Sequence[str]) -> dic
     return counts
 
 
-@router.get("/ops/dead-letters", response_model=DeadLetters, dependencies=[Depends(require(Access.ADMIN))])
+@router.get(
+    "/ops/dead-letters",
+    response_model=DeadLetters,
+    dependencies=[Depends(require(Access.ADMIN))],
+    responses=errors(503, d503="Kafka is unavailable"),
+)
 async def dead_letters(request: Request) -> DeadLetters:
     """Records waiting in the dead-letter topics of what this service consumes."""
     runtime = request.app.state.runtime

@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field
 
+from shared.api_docs import errors
 from shared.auth import Access, require
 from shared.db import Database
+from shared.limits import MAX_DB_INTEGER
 from shared.outbox import ParkedNotFound, list_parked, retry_parked
 from shared.paging import Page, PageDep
 
@@ -59,9 +61,9 @@ async def retry_all(request: Request) -> Released:
     "/parked/{outbox_id}/retry",
     response_model=Released,
     summary="Try one parked row again (e.g. after raising the topic's max.message.bytes)",
-    responses={404: {"description": "No parked row with this id"}},
+    responses=errors(404, d404="No parked row with this id"),
 )
-async def retry_one(outbox_id: Annotated[int, Path(ge=1, le=2**62)], request: Request) -> Released:
+async def retry_one(outbox_id: Annotated[int, Path(ge=1, le=MAX_DB_INTEGER)], request: Request) -> Released:
     try:
         released = await retry_parked(_db(request), outbox_id=outbox_id)
     except ParkedNotFound as exc:

@@ -31,6 +31,7 @@ from urllib.parse import urljoin, urlsplit
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
+from shared.api_docs import errors
 from shared.contracts import CONTRACTS
 
 OPENAPI_VERSION = "3.1.0"
@@ -61,7 +62,7 @@ def contracts_router(contracts: Path = CONTRACTS) -> APIRouter:
     @router.get(
         "/contracts/schemas/{name}",
         summary="The JSON Schema (2020-12) of one event type, e.g. bondgenoot.project.posted.v1.json",
-        responses={404: {"description": "No such schema"}},
+        responses=errors(404, d404="No such schema"),
     )
     async def contract_schema(name: str) -> Response:
         body = schemas.get(name)

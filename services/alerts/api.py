@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 
 from services.alerts import domain
 from services.alerts.models import UUID_PATTERN, Alert, AlertPublic, SubscriptionIn, SubscriptionPublic
+from shared.api_docs import errors
 from shared.auth import Access, require
 from shared.http import Page, PageDep
 from shared.outbox import UnitOfWorkFactory
@@ -36,7 +37,9 @@ async def put_subscription(company_id: CompanyIdPath, body: SubscriptionIn, requ
         return SubscriptionPublic.model_validate(subscription, from_attributes=True)
 
 
-@router.get("/subscriptions/{company_id}", response_model=SubscriptionPublic, tags=["subscriptions"])
+@router.get(
+    "/subscriptions/{company_id}", response_model=SubscriptionPublic, tags=["subscriptions"], responses=errors(404)
+)
 async def get_subscription(company_id: CompanyIdPath, request: Request) -> SubscriptionPublic:
     async with _uow(request)() as uow:
         try:
@@ -55,7 +58,9 @@ async def list_alerts(company_id: CompanyIdPath, request: Request, page: PageDep
 
 
 # ":uuid" matches at routing level only: ".../alerts/stream" (delivery_api) is not an alert id.
-@router.get("/companies/{company_id}/alerts/{alert_id:uuid}", response_model=AlertPublic, tags=["alerts"])
+@router.get(
+    "/companies/{company_id}/alerts/{alert_id:uuid}", response_model=AlertPublic, tags=["alerts"], responses=errors(404)
+)
 async def get_alert(company_id: CompanyIdPath, alert_id: uuid.UUID, request: Request) -> AlertPublic:
     """One alert of the company's inbox (the portal's opportunity page)."""
     async with _uow(request)() as uow:

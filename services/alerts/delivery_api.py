@@ -38,8 +38,10 @@ from services.alerts.delivery_models import (
 from services.alerts.models import UUID_PATTERN, Subscription
 from services.alerts.signing import InvalidToken, read_unsubscribe_token
 from services.alerts.stream import StreamHub, alert_events
+from shared.api_docs import errors
 from shared.auth import Access, Principal, check, require
 from shared.http import Page, PageDep
+from shared.limits import MAX_DB_BIGINT
 from shared.outbox import UnitOfWorkFactory
 
 router = APIRouter()
@@ -80,7 +82,11 @@ def _not_subscribed() -> HTTPException:
 
 
 @router.get(
-    "/subscriptions/{company_id}/channels", response_model=ChannelsPublic, tags=["channels"], dependencies=OwnCompany
+    "/subscriptions/{company_id}/channels",
+    response_model=ChannelsPublic,
+    tags=["channels"],
+    dependencies=OwnCompany,
+    responses=errors(404),
 )
 async def get_channels(company_id: CompanyIdPath, request: Request) -> ChannelsPublic:
     """The subscription's channels: the inbox (always on), e-mail and webhook (never its secret)."""
@@ -96,6 +102,7 @@ async def get_channels(company_id: CompanyIdPath, request: Request) -> ChannelsP
     response_model=EmailChannelPublic,
     tags=["channels"],
     dependencies=OwnCompany,
+    responses=errors(404),
 )
 async def put_email_channel(company_id: CompanyIdPath, body: EmailChannelIn, request: Request) -> EmailChannelPublic:
     """Send alerts by e-mail, one per alert (``immediate``) or one a day (``digest``); re-activates it."""
@@ -113,6 +120,7 @@ async def put_email_channel(company_id: CompanyIdPath, body: EmailChannelIn, req
     response_model=WebhookChannelCreated,
     tags=["channels"],
     dependencies=OwnCompany,
+    responses=errors(404),
 )
 async def put_webhook_channel(
     company_id: CompanyIdPath, body: WebhookChannelIn, request: Request
@@ -144,6 +152,7 @@ def _channel_fields(row: SubscriptionChannel) -> dict[str, object]:
     status_code=status.HTTP_204_NO_CONTENT,
     tags=["channels"],
     dependencies=OwnCompany,
+    responses=errors(404),
 )
 async def delete_channel(company_id: CompanyIdPath, channel: ChannelName, request: Request) -> Response:
     """Remove the e-mail or webhook channel; deliveries not yet sent on it are cancelled."""
@@ -170,6 +179,7 @@ class WebhookTestResult(BaseModel):
     response_model=WebhookTestResult,
     tags=["channels"],
     dependencies=OwnCompany,
+    responses=errors(404),
 )
 async def test_webhook_channel(company_id: CompanyIdPath, request: Request) -> WebhookTestResult:
     """Send one signed test event to the webhook now and say what the receiver answered (not a delivery)."""
@@ -208,7 +218,7 @@ async def list_deliveries(
         return Page(items=[_delivery(r) for r in rows], total=total, limit=page.limit, offset=page.offset)
 
 
-@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail, tags=["deliveries"])
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail, tags=["deliveries"], responses=errors(404))
 async def get_delivery(delivery_id: DeliveryIdPath, request: Request, principal: Caller) -> DeliveryDetail:
     """One delivery with every attempt (time, status code, latency, error)."""
     async with _uow(request)() as uow:
@@ -230,7 +240,7 @@ async def get_delivery(delivery_id: DeliveryIdPath, request: Request, principal:
     response_model=Redelivery,
     status_code=status.HTTP_202_ACCEPTED,
     tags=["deliveries"],
-    responses={409: {"description": "The delivery is still queued (pending or retrying)"}},
+    responses=errors(404, 409, d409="The delivery is still queued (pending or retrying)"),
 )
 async def redeliver(delivery_id: DeliveryIdPath, request: Request, principal: Caller) -> Redelivery:
     """Queue the delivery again (e.g. after the receiver recovered); it starts a fresh retry ladder."""
@@ -256,6 +266,11 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Bondgenoot</t
 <body style="font-family:sans-serif;max-width:36em;margin:3em auto"><h1>{title}</h1><p>{text}</p></body></html>"""
 
 
+_INVALID_LINK: dict[int | str, dict[str, object]] = {
+    400: {"description": "The link is not valid (a page that says so)", "content": {"text/html": {}}}
+}
+
+
 async def _unsubscribe(token: str, request: Request) -> HTMLResponse:
     settings = _service(request).settings
     try:
@@ -271,13 +286,13 @@ async def _unsubscribe(token: str, request: Request) -> HTMLResponse:
     return HTMLResponse(_PAGE.format(title="Unsubscribed", text=text))
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["channels"])
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["channels"], responses=_INVALID_LINK)
 async def unsubscribe_get(token: Annotated[str, Path(max_length=300)], request: Request) -> HTMLResponse:
     """The unsubscribe link in every alert e-mail: switches that channel off (idempotent)."""
     return await _unsubscribe(token, request)
 
 
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse, tags=["channels"])
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse, tags=["channels"], responses=_INVALID_LINK)
 async def unsubscribe_post(token: Annotated[str, Path(max_length=300)], request: Request) -> HTMLResponse:
     """RFC 8058 one-click: mail clients POST ``List-Unsubscribe=One-Click`` here (the body is not needed)."""
     return await _unsubscribe(token, request)
@@ -299,7 +314,12 @@ async def alert_stream(
         str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,18}$", description="Resume after this alert")
     ] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="Start after this alert number (0: the whole inbox); Last-Event-ID wins")
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_DB_BIGINT,
+            description="Start after this alert number (0: the whole inbox); Last-Event-ID wins",
+        ),
     ] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: ``event: alert``, ``id:`` the alert's sequence number, ``data:`` the alert.

@@ -12,6 +12,7 @@ from services.calls.domain.portal import PortalUnavailable
 from services.calls.models import Call, CallPublic, CallSuggestionsPublic
 from services.calls.poller import CallPoller
 from services.calls.use_cases import PollCounts
+from shared.api_docs import errors
 from shared.auth import Access, require
 from shared.events.suggestions import SuggestionItem
 from shared.http import Page, PageDep
@@ -74,7 +75,9 @@ async def list_calls(
         return Page(items=[_public(c) for c in rows], total=total, limit=page.limit, offset=page.offset)
 
 
-@router.get("/calls/{call_id}", response_model=CallPublic, dependencies=[Depends(require(Access.PUBLIC))])
+@router.get(
+    "/calls/{call_id}", response_model=CallPublic, dependencies=[Depends(require(Access.PUBLIC))], responses=errors(404)
+)
 async def get_call(call_id: str, request: Request) -> CallPublic:
     async with _uow(request)() as uow:
         try:
@@ -88,6 +91,7 @@ async def get_call(call_id: str, request: Request) -> CallPublic:
     response_model=CallSuggestionsPublic,
     summary="The latest partner suggestions for a call (from suggestions.v1); empty until computed",
     dependencies=[Depends(require(Access.AUTHENTICATED))],
+    responses=errors(404),
 )
 async def get_call_suggestions(call_id: str, request: Request) -> CallSuggestionsPublic:
     async with _uow(request)() as uow:

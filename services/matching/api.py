@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from services.matching import domain
 from services.matching.models import TargetView
+from shared.api_docs import errors
 from shared.auth import Access, OptionalPrincipal, check
 from shared.outbox import UnitOfWorkFactory
 
@@ -56,13 +57,13 @@ async def _latest(
         }
 
 
-@router.get("/suggestions/{target_type}/{target_id}")
+@router.get("/suggestions/{target_type}/{target_id}", responses=errors(404))
 async def get_suggestions(target_type: TargetType, target_id: str, request: Request) -> dict[str, Any]:
     """The latest ranked, explained suggestions for a project or call."""
     return await _latest(request, target_type, target_id, field="suggestions", what="suggestions")
 
 
-@router.get("/consortia/{target_type}/{target_id}")
+@router.get("/consortia/{target_type}/{target_id}", responses=errors(404))
 async def get_consortia(target_type: TargetType, target_id: str, request: Request) -> dict[str, Any]:
     """Up to three whole consortia that satisfy the programme's rules, with what each member covers."""
     return await _latest(request, target_type, target_id, field="consortia", what="proposals")

@@ -19,6 +19,7 @@ from services.projects.models import (
     ProjectUpdate,
     SuggestionsPublic,
 )
+from shared.api_docs import errors
 from shared.auth import Access, OptionalPrincipal, Principal, forbidden, require
 from shared.http import Page, PageDep
 from shared.live import StreamHub
@@ -74,7 +75,7 @@ async def post_project(
         return _public(project, principal)
 
 
-@router.get("/projects/{project_id}", response_model=ProjectRead)
+@router.get("/projects/{project_id}", response_model=ProjectRead, responses=errors(404))
 async def get_project(project_id: str, request: Request, principal: OptionalPrincipal) -> ProjectRead:
     async with _uow(request)() as uow:
         try:
@@ -83,7 +84,7 @@ async def get_project(project_id: str, request: Request, principal: OptionalPrin
             raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from exc
 
 
-@router.patch("/projects/{project_id}", response_model=ProjectRead)
+@router.patch("/projects/{project_id}", response_model=ProjectRead, responses=errors(404, 409))
 async def update_project(
     project_id: str,
     body: ProjectUpdate,
@@ -102,7 +103,7 @@ async def update_project(
         return _public(project, principal)
 
 
-@router.post("/projects/{project_id}/close", response_model=ProjectRead)
+@router.post("/projects/{project_id}/close", response_model=ProjectRead, responses=errors(404))
 async def close_project(
     project_id: str,
     request: Request,
@@ -140,6 +141,7 @@ _insight = [Depends(require(Access.PROJECT_INSIGHT, owner=_owns_project))]
     response_model=SuggestionsPublic,
     tags=["suggestions"],
     dependencies=_insight,
+    responses=errors(404),
 )
 async def project_suggestions(project_id: str, request: Request) -> SuggestionsPublic:
     """The latest partner suggestions computed for this project (an empty list until there are any)."""
@@ -154,7 +156,11 @@ async def project_suggestions(project_id: str, request: Request) -> SuggestionsP
 
 
 @router.get(
-    "/projects/{project_id}/consortia", response_model=ConsortiaPublic, tags=["suggestions"], dependencies=_insight
+    "/projects/{project_id}/consortia",
+    response_model=ConsortiaPublic,
+    tags=["suggestions"],
+    dependencies=_insight,
+    responses=errors(404),
 )
 async def project_consortia(project_id: str, request: Request) -> ConsortiaPublic:
     """The latest consortium proposals for this project (an empty list until there are any)."""

@@ -15,6 +15,7 @@ from services.registry.accounts import (
     IntrospectOut,
     IssuedToken,
 )
+from shared.api_docs import errors
 from shared.auth import ADMIN_ACCOUNT_ID, Access, CurrentPrincipal, Principal, internal_caller, require
 from shared.http import Page, PageDep
 from shared.outbox import UnitOfWorkFactory
@@ -35,7 +36,7 @@ def _not_the_admin_token(account_id: str) -> None:
         )
 
 
-@router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountIssued)
+@router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountIssued, responses=errors(404, 409))
 async def create_account(
     body: AccountCreate, request: Request, _: Annotated[Principal, Depends(require(Access.ADMIN))]
 ) -> AccountIssued:
@@ -68,7 +69,12 @@ async def who_am_i(request: Request, principal: CurrentPrincipal) -> AccountPubl
     return await get_account(principal.account_id, request)
 
 
-@router.get("/accounts/{account_id}", response_model=AccountPublic, dependencies=[Depends(require(Access.OWN_ACCOUNT))])
+@router.get(
+    "/accounts/{account_id}",
+    response_model=AccountPublic,
+    dependencies=[Depends(require(Access.OWN_ACCOUNT))],
+    responses=errors(404),
+)
 async def get_account(account_id: str, request: Request) -> AccountPublic:
     async with _uow(request)() as uow:
         try:
@@ -81,6 +87,7 @@ async def get_account(account_id: str, request: Request) -> AccountPublic:
     "/accounts/{account_id}/tokens/rotate",
     response_model=IssuedToken,
     dependencies=[Depends(require(Access.OWN_ACCOUNT))],
+    responses=errors(404, 409),
 )
 async def rotate_token(account_id: str, request: Request) -> IssuedToken:
     """Issue a new token and revoke the earlier ones (other services stop accepting them within their cache TTL)."""
@@ -98,6 +105,7 @@ async def rotate_token(account_id: str, request: Request) -> IssuedToken:
     "/accounts/{account_id}/tokens",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[Depends(require(Access.OWN_ACCOUNT))],
+    responses=errors(404, 409),
 )
 async def revoke_tokens(account_id: str, request: Request) -> Response:
     """Revoke every token of the account; an admin can issue a new one with rotate."""

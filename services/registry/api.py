@@ -9,6 +9,7 @@ from pydantic import Field
 
 from services.registry import accounts, domain
 from services.registry.models import Company, CompanyCreate, CompanyPublic, CompanyUpdate
+from shared.api_docs import errors
 from shared.auth import Access, OptionalPrincipal, Principal, require
 from shared.http import Page, PageDep
 from shared.outbox import UnitOfWorkFactory
@@ -46,6 +47,7 @@ def _public(company: Company, principal: Principal | None = None) -> CompanyRead
     status_code=status.HTTP_201_CREATED,
     response_model=CompanyRegistration,
     dependencies=[Depends(require(Access.REGISTER))],
+    responses=errors(409),
 )
 async def register_company(body: CompanyCreate, request: Request) -> CompanyRegistration:
     """Register a company and its company account; the account's API token is in the answer, once."""
@@ -63,7 +65,7 @@ async def register_company(body: CompanyCreate, request: Request) -> CompanyRegi
         )
 
 
-@router.get("/companies/{company_id}", response_model=CompanyRead)
+@router.get("/companies/{company_id}", response_model=CompanyRead, responses=errors(404))
 async def get_company(company_id: str, request: Request, principal: OptionalPrincipal) -> CompanyRead:
     async with _uow(request)() as uow:
         try:
@@ -73,7 +75,10 @@ async def get_company(company_id: str, request: Request, principal: OptionalPrin
 
 
 @router.patch(
-    "/companies/{company_id}", response_model=CompanyRead, dependencies=[Depends(require(Access.OWN_COMPANY))]
+    "/companies/{company_id}",
+    response_model=CompanyRead,
+    dependencies=[Depends(require(Access.OWN_COMPANY))],
+    responses=errors(404, 409),
 )
 async def update_company(
     company_id: str, body: CompanyUpdate, request: Request, principal: OptionalPrincipal
@@ -93,6 +98,7 @@ async def update_company(
     "/companies/{company_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[Depends(require(Access.OWN_COMPANY))],
+    responses=errors(404),
 )
 async def remove_company(company_id: str, request: Request) -> Response:
     """Remove the company; its account and tokens go with it."""

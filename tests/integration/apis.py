@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -38,23 +39,39 @@ class Apis:
     """Clients that send the admin token."""
 
 
-@asynccontextmanager
-async def five_services(databases: Databases, *, portal_url: str = "http://127.0.0.1:9/") -> AsyncIterator[Apis]:
-    built = {
-        "registry": build_registry(RegistrySettings(database_url=databases.create("registry"))),
-        "projects": build_projects(ProjectsSettings(database_url=databases.create("projects"))),
-        "calls": build_calls(
+def build(
+    service: str, database_url: str, *, portal_url: str = "http://127.0.0.1:9/"
+) -> tuple[FastAPI, ServiceRuntime]:
+    """One service's app and runtime on the given database (built only: nothing connects yet)."""
+    if service == "registry":
+        return build_registry(RegistrySettings(database_url=database_url))
+    if service == "projects":
+        return build_projects(ProjectsSettings(database_url=database_url))
+    if service == "calls":
+        return build_calls(
             CallsSettings(
-                database_url=databases.create("calls"),
+                database_url=database_url,
                 ft_search_url=portal_url,
                 poll_on_start=False,
                 portal_max_attempts=1,
                 portal_backoff_base_s=0,
             )
-        ),
-        "matching": build_matching(MatchingSettings(database_url=databases.create("matching"))),
-        "alerts": build_alerts(AlertsSettings(database_url=databases.create("alerts"))),
-    }
+        )
+    if service == "matching":
+        return build_matching(MatchingSettings(database_url=database_url))
+    if service == "alerts":
+        return build_alerts(AlertsSettings(database_url=database_url))
+    raise ValueError(f"unknown service {service!r}")
+
+
+def openapi_documents() -> dict[str, dict[str, Any]]:
+    """Every service's OpenAPI document, from apps built on an in-memory database that is never opened."""
+    return {service: build(service, "sqlite:///:memory:")[0].openapi() for service in SERVICES}
+
+
+@asynccontextmanager
+async def five_services(databases: Databases, *, portal_url: str = "http://127.0.0.1:9/") -> AsyncIterator[Apis]:
+    built = {service: build(service, databases.create(service), portal_url=portal_url) for service in SERVICES}
     apis = Apis(apps={n: app for n, (app, _) in built.items()}, runtimes={n: rt for n, (_, rt) in built.items()})
     internal = AuthSettings().internal_secret
     registry_transport = httpx.ASGITransport(apis.apps["registry"])

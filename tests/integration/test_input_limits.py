@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from services.registry.models import Company
-from shared.limits import DEFAULT_MAX_BODY_BYTES, MAX_EVENT_BYTES
+from shared.limits import DEFAULT_MAX_BODY_BYTES, MAX_DB_BIGINT, MAX_DB_INTEGER, MAX_EVENT_BYTES
 from shared.outbox import OutboxRecord
 from tests.infra import Databases
 from tests.integration.apis import Apis, five_services
@@ -223,3 +223,29 @@ async def test_json_with_a_charset_and_plus_json_types_are_accepted(apis: Apis) 
             "/companies", content=body, headers={"content-type": content_type}
         )
         assert response.status_code == 201, response.text
+
+
+async def test_an_id_beyond_its_integer_column_is_a_422_not_a_500(apis: Apis) -> None:
+    # Found by the fuzzing: 2**62 passed the old bound and PostgreSQL refused it (int4): a 500.
+    client = apis.clients["projects"]
+    too_large = await client.post(f"/admin/outbox/parked/{MAX_DB_INTEGER + 1}/retry")
+    assert too_large.status_code == 422 and ["path", "outbox_id"] in _locs(too_large)
+    assert (await client.post(f"/admin/outbox/parked/{MAX_DB_INTEGER}/retry")).status_code == 404
+
+
+async def test_a_stream_position_beyond_64_bits_is_a_422_not_a_broken_stream(apis: Apis) -> None:
+    created = await apis.clients["registry"].post("/companies", json=company_body())
+    company_id = created.json()["id"]
+    response = await apis.clients["alerts"].get(
+        f"/companies/{company_id}/alerts/stream", params={"after": str(MAX_DB_BIGINT + 1)}
+    )
+    assert response.status_code == 422 and ["query", "after"] in _locs(response)
+
+
+async def test_a_body_that_is_not_utf8_is_the_400_the_document_lists(apis: Apis) -> None:
+    response = await apis.clients["registry"].post(
+        "/companies", content=b'{"name": "\xff\xfe"}', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert "400" in apis.apps["registry"].openapi()["paths"]["/companies"]["post"]["responses"]
+    await _nothing_written(apis)
