@@ -15,8 +15,8 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from shared import api_docs
 from shared.auth import AuthGuard, close_when_stopped
-from shared.ops import router as ops_router
 from shared.limits import BodySizeLimit, EventTooLarge
+from shared.ops import router as ops_router
 from shared.outbox_admin import router as outbox_admin_router
 from shared.paging import Page, PageDep, PageParams
 from shared.published_contracts import contracts_router, publish_openapi_31

@@ -31,6 +31,7 @@ from services.portal.settings import PortalSettings
 from services.portal.views import ROUTERS
 from services.portal.web import EXCEPTION_HANDLERS, Portal, build_environment
 from shared.db import Database
+from shared.limits import BodySizeLimit
 from shared.taxonomy import load_taxonomy
 from shared.telemetry import configure_tracing
 
@@ -125,6 +126,8 @@ def build(
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(SecurityHeaders, hsts=settings.cookies_secure)
+    # Forms are parsed into memory: refuse a body over HTTP_MAX_BODY_BYTES before reading it (docs/limits.md).
+    app.add_middleware(BodySizeLimit, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(RequestTiming)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,static")
     return app, portal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from services.portal.security import safe_next
 from services.portal.sessions import PortalSession, SessionStore, session_digest
 from services.portal.settings import PortalSettings
 from shared.db import Database
+from shared.limits import DEFAULT_MAX_BODY_BYTES
 from shared.outbox import utcnow
 from tests.unit.portal.conftest import csrf_of, login
 from tests.unit.portal.fakes import COMPANY_ID, COMPANY_TOKEN, INSTITUTE_TOKEN, FakeServices, company
@@ -169,3 +171,20 @@ def test_a_revoked_token_ends_the_session(client: TestClient) -> None:
     finally:
         fakes.ACCOUNTS[COMPANY_TOKEN] = saved
     asyncio.run(asyncio.sleep(0))
+
+
+def test_a_form_over_the_body_limit_is_refused_before_it_is_read(client: TestClient, fake: FakeServices) -> None:
+    """#9 §1: the portal parses forms into memory, so it refuses oversized bodies up front like every service."""
+    csrf = csrf_of(client.get("/login").text)
+    big = {"token": "x" * (DEFAULT_MAX_BODY_BYTES + 1), "csrf_token": csrf, "next": ""}
+    declared = client.post("/login", data=big)
+    assert declared.status_code == 413 and declared.json()["detail"][0]["loc"] == ["body"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams in
+        yield f"csrf_token={csrf}&next=&token=".encode()
+        for _ in range(DEFAULT_MAX_BODY_BYTES // 65_536 + 2):
+            yield b"x" * 65_536
+
+    streamed = client.post("/login", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"})
+    assert streamed.status_code == 413
+    assert fake.seen == []  # nothing reached a service
