@@ -174,13 +174,31 @@ async def project_consortia(project_id: str, request: Request) -> ConsortiaPubli
         return ConsortiaPublic.model_validate(row, from_attributes=True)
 
 
+async def _insight_version_or_404(project_id: str, request: Request) -> str:
+    """The project's insight version when its stream opens.
+
+    A dependency, not the stream's first step: once the event stream runs, its answer (200) has been
+    started, and a 404 raised there became a 500 (found by tests/integration/test_documented_refusals.py).
+    """
+    async with _uow(request)() as uow:
+        try:
+            seen = await domain.insight_version(uow, project_id=project_id)
+            await domain.get_project_or_raise(uow, project_id=project_id)
+        except domain.ProjectNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from exc
+    return seen
+
+
 @router.get(
     "/projects/{project_id}/suggestions/stream",
     response_class=EventSourceResponse,
     tags=["suggestions"],
     dependencies=_insight,
+    responses=errors(404),
 )
-async def project_insight_stream(project_id: str, request: Request) -> AsyncIterator[ServerSentEvent]:
+async def project_insight_stream(
+    project_id: str, request: Request, seen: Annotated[str, Depends(_insight_version_or_404)]
+) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: ``ready``, then ``changed`` whenever newer suggestions or proposals are stored.
 
     It carries no data of its own: read ``…/suggestions`` and ``…/consortia`` on ``changed``. Wakes on
@@ -189,12 +207,6 @@ async def project_insight_stream(project_id: str, request: Request) -> AsyncIter
     uow_factory = _uow(request)
     hub: StreamHub = request.app.state.stream_hub
     interval = request.app.state.runtime.settings.stream_poll_interval_s
-    async with uow_factory() as uow:
-        try:
-            seen = await domain.insight_version(uow, project_id=project_id)
-            await domain.get_project_or_raise(uow, project_id=project_id)
-        except domain.ProjectNotFound as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from exc
     yield ServerSentEvent(event="ready", data={"version": seen}, retry=2000)
     while True:
         version_before = hub.version
