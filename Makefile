@@ -6,8 +6,9 @@ EVAL ?= EDF-2023
 
 DURATION ?= 300
 MATCHING_REPLICAS ?= 1
+FUZZ_EXAMPLES ?= 200
 
-.PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-delivery bench-portal bench-matching bench-matching-limits bench-matching-experiments bench-scale venv chaos chaos-ci lock lock-upgrade
+.PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-delivery bench-portal bench-matching bench-matching-limits bench-matching-experiments bench-scale venv chaos chaos-ci lock lock-upgrade fuzz
 
 ## The virtualenv, installed from requirements.lock (exact versions and hashes), plus this checkout editable.
 venv: .venv/.installed
@@ -50,6 +51,10 @@ node_modules/.installed: package-lock.json package.json
 ## (The fault suite needs minutes and root: `make chaos-ci`.)
 test: venv node-deps
 	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 -m "not chaos"
+
+## Fuzz every service's API for longer than make test does: FUZZ_EXAMPLES requests per operation, new ones each run.
+fuzz: venv
+	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration/test_api_fuzz.py
 
 ## The fault suite: own 3-broker cluster + PostgreSQL, all services, load, every fault; last line is JSON.
 ## make chaos DURATION=600 is the soak; MATCHING_REPLICAS=2 once matching scales out (issue 13 §1). Needs root.
