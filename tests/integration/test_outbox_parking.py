@@ -15,8 +15,10 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from sqlmodel import select
 
 from shared.db import Database
+from shared.events.base import envelope
 from shared.events.projects import ProjectClosed
 from shared.kafka import all_topics, ensure_topics
+from shared.limits import MAX_EVENT_BYTES
 from shared.outbox import (
     OUTBOX_TABLES,
     OutboxParked,
@@ -120,5 +122,34 @@ async def test_a_record_over_the_producer_limit_is_parked_without_reaching_the_b
     assert [r.key for r in await read_topic(kafka_settings, "projects.v1", expect=1)] == [b"ok"]
     parked, _ = await list_parked(db, limit=10, offset=0)
     assert [p.event_id for p in parked] == ["e-huge"]
+    await relay.close()
+    await db.dispose()
+
+
+async def test_an_event_of_the_whole_budget_is_accepted_by_a_broker_with_default_limits(
+    databases: Databases, kafka_settings: KafkaSettings
+) -> None:
+    """The budget every accepted write is checked against (MAX_EVENT_BYTES) really fits Kafka's defaults.
+
+    tests/unit/test_event_sizes.py shows every write at its maxima stays within the budget; this shows
+    the budget itself, with the relay's key and headers, is a record the producer and broker take.
+    """
+    await ensure_topics(kafka_settings, all_topics(kafka_settings))
+    db = Database(databases.create("parking"), tables=OUTBOX_TABLES)
+    await db.create_tables()
+    uow = UnitOfWorkFactory(db, source="projects")
+    empty = len(envelope(ProjectClosed(project_id=""), source="projects", subject="s" * 36).model_dump_json())
+    target = MAX_EVENT_BYTES - 16  # the envelope's time and id may serialise a few bytes longer
+    async with uow() as u:
+        # 4-byte characters, as costly as text gets; the rest in ASCII to land on the budget.
+        filler = "\U0001d517" * ((target - empty) // 4)
+        filler += "x" * (target - empty - len(filler.encode()))
+        u.emit(ProjectClosed(project_id=filler), subject="s" * 36)
+        await u.commit()
+    relay = OutboxRelay(db, kafka_settings, service="projects", poll_interval_s=0.1)
+    assert await relay.publish_pending() == 1
+    [record] = await read_topic(kafka_settings, "projects.v1", expect=1)
+    assert MAX_EVENT_BYTES - 32 <= len(record.value) <= MAX_EVENT_BYTES
+    assert await relay.parked_count() == 0
     await relay.close()
     await db.dispose()

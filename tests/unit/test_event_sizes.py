@@ -9,6 +9,7 @@ when a company is too large *in aggregate*, the refusal must name the field (the
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from services.matching.matcher import CompanyProfile
 from services.matching.settings import MatchingSettings
 from services.projects.models import Project, ProjectCreate
 from services.registry.models import MAX_HISTORY_ITEMS, Company, CompanyCreate, CompanyUpdate
+from shared.events.alerts import AlertRaised
 from shared.events.base import envelope
 from shared.events.companies import CompanyRegistered, CompanyRemoved, CompanyUpdated
 from shared.events.projects import ProjectClosed, ProjectData, ProjectPosted
@@ -241,6 +243,23 @@ async def test_suggestions_and_consortia_over_companies_at_every_maximum_fit_wit
     assert [[m["company_id"] for m in p["members"]] for p in stored.consortia] == [
         [m.company_id for m in p.members] for p in ranking.proposals
     ]
+    # The alerts service quotes one suggestion per alert (services/alerts/domain.py): each fits too.
+    alerts = [
+        AlertRaised(
+            alert_id=str(uuid.uuid4()),
+            company_id=s["company_id"],
+            target_type="project",
+            target_id=project.id,
+            target_title=project.title,
+            programme=project.programme,
+            score=s["score"],
+            rank=s["rank"],
+            reasons=MatchReasons.model_validate(s["reasons"]),
+            raised_at=ranking.computed_at,
+        )
+        for s in stored.suggestions
+    ]
+    assert alerts and max(_event_size(a) for a in alerts) <= MAX_EVENT_BYTES
 
 
 def test_a_derived_event_is_cut_to_the_longest_texts_that_fit_and_ids_are_never_cut() -> None:
