@@ -25,10 +25,11 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urljoin, urlsplit
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import JSONResponse, Response
 
 from shared.api_docs import errors
@@ -64,7 +65,7 @@ def contracts_router(contracts: Path = CONTRACTS) -> APIRouter:
         summary="The JSON Schema (2020-12) of one event type, e.g. bondgenoot.project.posted.v1.json",
         responses=errors(404, d404="No such schema"),
     )
-    async def contract_schema(name: str) -> Response:
+    async def contract_schema(name: Annotated[str, PathParameter(max_length=200)]) -> Response:
         body = schemas.get(name)
         if body is None:
             raise HTTPException(404, f"no schema named {name!r}; the AsyncAPI document at /asyncapi lists them")

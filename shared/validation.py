@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ClassVar
 
 import pycountry
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Path, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import (
@@ -70,10 +70,20 @@ def normalise_kbo(value: str) -> str:
     return f"{digits[:4]}.{digits[4:7]}.{digits[7:]}"
 
 
-CountryCode = Annotated[str, AfterValidator(_country), Field(examples=["BE"])]
-DomainSlug = Annotated[str, AfterValidator(_domain), Field(examples=["cybersecurity"])]
-ProgrammeCode = Annotated[str, AfterValidator(_programme), Field(examples=["FSDB"])]
-EnterpriseNumber = Annotated[str, AfterValidator(normalise_kbo), Field(examples=["0417.497.106"])]
+# The maxima bound what is read before the code is checked (a little room for spaces and a prefix),
+# so every string a request sends shows a maxLength in OpenAPI (docs/limits.md).
+CountryCode = Annotated[str, AfterValidator(_country), Field(max_length=8, examples=["BE"])]
+DomainSlug = Annotated[str, AfterValidator(_domain), Field(max_length=60, examples=["cybersecurity"])]
+ProgrammeCode = Annotated[str, AfterValidator(_programme), Field(max_length=40, examples=["FSDB"])]
+EnterpriseNumber = Annotated[str, AfterValidator(normalise_kbo), Field(max_length=20, examples=["0417.497.106"])]
+
+MAX_ENTITY_ID = 36
+"""Companies, projects, accounts and alerts are named by UUIDs (36 characters; the admin account ``admin``)."""
+MAX_TOPIC_ID = 200
+"""Calls are named by their portal topic identifier (``services.calls.domain.normalise.MAX_IDENTIFIER``)."""
+EntityIdPath = Annotated[str, Path(max_length=MAX_ENTITY_ID)]
+TopicIdPath = Annotated[str, Path(max_length=MAX_TOPIC_ID)]
+TargetIdPath = Annotated[str, Path(max_length=MAX_TOPIC_ID, description="A project's id or a call's identifier")]
 
 
 # --------------------------------------------------------------------------- text that storage and mail can hold

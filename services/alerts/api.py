@@ -17,7 +17,9 @@ from shared.outbox import UnitOfWorkFactory
 # Subscriptions and the inbox are the company's own: the company itself and admins only.
 router = APIRouter(dependencies=[Depends(require(Access.OWN_COMPANY))])
 
-CompanyIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="The company's id in the registry (a UUID)")]
+CompanyIdPath = Annotated[
+    str, Path(pattern=UUID_PATTERN, max_length=36, description="The company's id in the registry (a UUID)")
+]
 
 
 def _uow(request: Request) -> UnitOfWorkFactory:

@@ -48,8 +48,10 @@ router = APIRouter()
 OwnCompany = [Depends(require(Access.OWN_COMPANY))]
 Caller = Annotated[Principal | None, Depends(require(Access.AUTHENTICATED))]
 
-CompanyIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="The company's id in the registry (a UUID)")]
-DeliveryIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="The delivery's id")]
+CompanyIdPath = Annotated[
+    str, Path(pattern=UUID_PATTERN, max_length=36, description="The company's id in the registry (a UUID)")
+]
+DeliveryIdPath = Annotated[str, Path(pattern=UUID_PATTERN, max_length=36, description="The delivery's id")]
 
 
 def _uow(request: Request) -> UnitOfWorkFactory:
@@ -311,7 +313,8 @@ async def alert_stream(
     company_id: CompanyIdPath,
     request: Request,
     last_event_id: Annotated[
-        str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,18}$", description="Resume after this alert")
+        str | None,
+        Header(alias="Last-Event-ID", pattern=r"^\d{1,18}$", max_length=18, description="Resume after this alert"),
     ] = None,
     after: Annotated[
         int | None,

@@ -17,7 +17,7 @@ from shared.auth import Access, require
 from shared.events.suggestions import SuggestionItem
 from shared.http import Page, PageDep
 from shared.outbox import UnitOfWorkFactory
-from shared.validation import DomainSlug
+from shared.validation import DomainSlug, TopicIdPath
 
 router = APIRouter(tags=["calls"])
 
@@ -78,7 +78,7 @@ async def list_calls(
 @router.get(
     "/calls/{call_id}", response_model=CallPublic, dependencies=[Depends(require(Access.PUBLIC))], responses=errors(404)
 )
-async def get_call(call_id: str, request: Request) -> CallPublic:
+async def get_call(call_id: TopicIdPath, request: Request) -> CallPublic:
     async with _uow(request)() as uow:
         try:
             return _public(await use_cases.get_call_or_raise(uow, call_id=call_id))
@@ -93,7 +93,7 @@ async def get_call(call_id: str, request: Request) -> CallPublic:
     dependencies=[Depends(require(Access.AUTHENTICATED))],
     responses=errors(404),
 )
-async def get_call_suggestions(call_id: str, request: Request) -> CallSuggestionsPublic:
+async def get_call_suggestions(call_id: TopicIdPath, request: Request) -> CallSuggestionsPublic:
     async with _uow(request)() as uow:
         try:
             row = await use_cases.get_suggestions(uow, call_id=call_id)

@@ -11,6 +11,7 @@ from services.matching.models import TargetView
 from shared.api_docs import errors
 from shared.auth import Access, OptionalPrincipal, check
 from shared.outbox import UnitOfWorkFactory
+from shared.validation import TargetIdPath
 
 TargetType = Literal["project", "call"]
 
@@ -20,7 +21,7 @@ def _uow(request: Request) -> UnitOfWorkFactory:
 
 
 async def _target_access(
-    target_type: TargetType, target_id: str, request: Request, principal: OptionalPrincipal
+    target_type: TargetType, target_id: TargetIdPath, request: Request, principal: OptionalPrincipal
 ) -> None:
     """A call's results: any account. A project's: the institute that posted it, integrators and admins.
 
@@ -58,12 +59,12 @@ async def _latest(
 
 
 @router.get("/suggestions/{target_type}/{target_id}", responses=errors(404))
-async def get_suggestions(target_type: TargetType, target_id: str, request: Request) -> dict[str, Any]:
+async def get_suggestions(target_type: TargetType, target_id: TargetIdPath, request: Request) -> dict[str, Any]:
     """The latest ranked, explained suggestions for a project or call."""
     return await _latest(request, target_type, target_id, field="suggestions", what="suggestions")
 
 
 @router.get("/consortia/{target_type}/{target_id}", responses=errors(404))
-async def get_consortia(target_type: TargetType, target_id: str, request: Request) -> dict[str, Any]:
+async def get_consortia(target_type: TargetType, target_id: TargetIdPath, request: Request) -> dict[str, Any]:
     """Up to three whole consortia that satisfy the programme's rules, with what each member covers."""
     return await _latest(request, target_type, target_id, field="consortia", what="proposals")

@@ -24,6 +24,7 @@ from shared.auth import Access, OptionalPrincipal, Principal, forbidden, require
 from shared.http import Page, PageDep
 from shared.live import StreamHub
 from shared.outbox import UnitOfWorkFactory
+from shared.validation import EntityIdPath
 
 router = APIRouter(tags=["projects"])
 
@@ -76,7 +77,7 @@ async def post_project(
 
 
 @router.get("/projects/{project_id}", response_model=ProjectRead, responses=errors(404))
-async def get_project(project_id: str, request: Request, principal: OptionalPrincipal) -> ProjectRead:
+async def get_project(project_id: EntityIdPath, request: Request, principal: OptionalPrincipal) -> ProjectRead:
     async with _uow(request)() as uow:
         try:
             return _public(await domain.get_project_or_raise(uow, project_id=project_id), principal)
@@ -86,7 +87,7 @@ async def get_project(project_id: str, request: Request, principal: OptionalPrin
 
 @router.patch("/projects/{project_id}", response_model=ProjectRead, responses=errors(404, 409))
 async def update_project(
-    project_id: str,
+    project_id: EntityIdPath,
     body: ProjectUpdate,
     request: Request,
     principal: Annotated[Principal, Depends(require(Access.OWN_PROJECT, owner=_owns_project))],
@@ -105,7 +106,7 @@ async def update_project(
 
 @router.post("/projects/{project_id}/close", response_model=ProjectRead, responses=errors(404))
 async def close_project(
-    project_id: str,
+    project_id: EntityIdPath,
     request: Request,
     principal: Annotated[Principal, Depends(require(Access.OWN_PROJECT, owner=_owns_project))],
 ) -> ProjectRead:
@@ -143,7 +144,7 @@ _insight = [Depends(require(Access.PROJECT_INSIGHT, owner=_owns_project))]
     dependencies=_insight,
     responses=errors(404),
 )
-async def project_suggestions(project_id: str, request: Request) -> SuggestionsPublic:
+async def project_suggestions(project_id: EntityIdPath, request: Request) -> SuggestionsPublic:
     """The latest partner suggestions computed for this project (an empty list until there are any)."""
     async with _uow(request)() as uow:
         try:
@@ -162,7 +163,7 @@ async def project_suggestions(project_id: str, request: Request) -> SuggestionsP
     dependencies=_insight,
     responses=errors(404),
 )
-async def project_consortia(project_id: str, request: Request) -> ConsortiaPublic:
+async def project_consortia(project_id: EntityIdPath, request: Request) -> ConsortiaPublic:
     """The latest consortium proposals for this project (an empty list until there are any)."""
     async with _uow(request)() as uow:
         try:
@@ -174,7 +175,7 @@ async def project_consortia(project_id: str, request: Request) -> ConsortiaPubli
         return ConsortiaPublic.model_validate(row, from_attributes=True)
 
 
-async def _insight_version_or_404(project_id: str, request: Request) -> str:
+async def _insight_version_or_404(project_id: EntityIdPath, request: Request) -> str:
     """The project's insight version when its stream opens.
 
     A dependency, not the stream's first step: once the event stream runs, its answer (200) has been
@@ -197,7 +198,7 @@ async def _insight_version_or_404(project_id: str, request: Request) -> str:
     responses=errors(404),
 )
 async def project_insight_stream(
-    project_id: str, request: Request, seen: Annotated[str, Depends(_insight_version_or_404)]
+    project_id: EntityIdPath, request: Request, seen: Annotated[str, Depends(_insight_version_or_404)]
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: ``ready``, then ``changed`` whenever newer suggestions or proposals are stored.
 

@@ -19,6 +19,7 @@ from shared.api_docs import errors
 from shared.auth import ADMIN_ACCOUNT_ID, Access, CurrentPrincipal, Principal, internal_caller, require
 from shared.http import Page, PageDep
 from shared.outbox import UnitOfWorkFactory
+from shared.validation import EntityIdPath
 
 router = APIRouter(tags=["accounts"])
 
@@ -75,7 +76,7 @@ async def who_am_i(request: Request, principal: CurrentPrincipal) -> AccountPubl
     dependencies=[Depends(require(Access.OWN_ACCOUNT))],
     responses=errors(404),
 )
-async def get_account(account_id: str, request: Request) -> AccountPublic:
+async def get_account(account_id: EntityIdPath, request: Request) -> AccountPublic:
     async with _uow(request)() as uow:
         try:
             return accounts.public(await accounts.get_account_or_raise(uow, account_id=account_id))
@@ -89,7 +90,7 @@ async def get_account(account_id: str, request: Request) -> AccountPublic:
     dependencies=[Depends(require(Access.OWN_ACCOUNT))],
     responses=errors(404, 409),
 )
-async def rotate_token(account_id: str, request: Request) -> IssuedToken:
+async def rotate_token(account_id: EntityIdPath, request: Request) -> IssuedToken:
     """Issue a new token and revoke the earlier ones (other services stop accepting them within their cache TTL)."""
     _not_the_admin_token(account_id)
     async with _uow(request)() as uow:
@@ -107,7 +108,7 @@ async def rotate_token(account_id: str, request: Request) -> IssuedToken:
     dependencies=[Depends(require(Access.OWN_ACCOUNT))],
     responses=errors(404, 409),
 )
-async def revoke_tokens(account_id: str, request: Request) -> Response:
+async def revoke_tokens(account_id: EntityIdPath, request: Request) -> Response:
     """Revoke every token of the account; an admin can issue a new one with rotate."""
     _not_the_admin_token(account_id)
     async with _uow(request)() as uow:

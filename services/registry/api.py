@@ -13,7 +13,7 @@ from shared.api_docs import errors
 from shared.auth import Access, OptionalPrincipal, Principal, require
 from shared.http import Page, PageDep
 from shared.outbox import UnitOfWorkFactory
-from shared.validation import CountryCode, DomainSlug
+from shared.validation import CountryCode, DomainSlug, EntityIdPath
 
 router = APIRouter(tags=["companies"])
 
@@ -66,7 +66,7 @@ async def register_company(body: CompanyCreate, request: Request) -> CompanyRegi
 
 
 @router.get("/companies/{company_id}", response_model=CompanyRead, responses=errors(404))
-async def get_company(company_id: str, request: Request, principal: OptionalPrincipal) -> CompanyRead:
+async def get_company(company_id: EntityIdPath, request: Request, principal: OptionalPrincipal) -> CompanyRead:
     async with _uow(request)() as uow:
         try:
             return _public(await domain.get_company_or_raise(uow, company_id=company_id), principal)
@@ -81,7 +81,7 @@ async def get_company(company_id: str, request: Request, principal: OptionalPrin
     responses=errors(404, 409),
 )
 async def update_company(
-    company_id: str, body: CompanyUpdate, request: Request, principal: OptionalPrincipal
+    company_id: EntityIdPath, body: CompanyUpdate, request: Request, principal: OptionalPrincipal
 ) -> CompanyRead:
     async with _uow(request)() as uow:
         try:
@@ -100,7 +100,7 @@ async def update_company(
     dependencies=[Depends(require(Access.OWN_COMPANY))],
     responses=errors(404),
 )
-async def remove_company(company_id: str, request: Request) -> Response:
+async def remove_company(company_id: EntityIdPath, request: Request) -> Response:
     """Remove the company; its account and tokens go with it."""
     async with _uow(request)() as uow:
         try:

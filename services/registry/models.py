@@ -30,7 +30,7 @@ from shared.validation import (
 
 OrganisationType = Literal["company", "research", "public", "other"]
 Size = Literal["micro", "small", "medium", "large"]
-Pic = Annotated[str, PField(pattern=r"^\d{9}$", description="EU participant identification code")]
+Pic = Annotated[str, PField(pattern=r"^\d{9}$", max_length=9, description="EU participant identification code")]
 
 
 MAX_HISTORY_ITEMS = 200

@@ -64,6 +64,47 @@ def test_every_integer_a_request_sends_has_a_maximum_a_database_column_holds() -
     assert unbounded == []
 
 
+_BOUNDED_FORMATS = frozenset({"uuid", "date", "date-time"})
+
+
+def _unbounded(document: dict[str, Any], schema: dict[str, Any], where: str, seen: set[str]) -> Iterator[str]:
+    """Every string without a maxLength, list without maxItems and open map in a schema, by where it is."""
+    ref = schema.get("$ref")
+    if ref is not None:
+        if ref in seen:
+            return
+        seen = seen | {ref}
+    schema = _resolve(document, schema)
+    kind = schema.get("type")
+    fixed = "enum" in schema or "const" in schema or schema.get("format") in _BOUNDED_FORMATS
+    if kind == "string" and "maxLength" not in schema and not fixed:
+        yield f"{where}: string"
+    if kind == "array" and "maxItems" not in schema:
+        yield f"{where}: list"
+    if isinstance(schema.get("additionalProperties"), dict) and "maxProperties" not in schema:
+        yield f"{where}: map"
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key, []):
+            yield from _unbounded(document, option, where, seen)
+    for name, prop in schema.get("properties", {}).items():
+        yield from _unbounded(document, prop, f"{where}.{name}", seen)
+    if isinstance(schema.get("items"), dict):
+        yield from _unbounded(document, schema["items"], f"{where}[]", seen)
+
+
+def test_every_string_and_list_a_request_sends_shows_its_maximum() -> None:
+    """#9 §1: every request string, list and nested list has a documented maximum (maxLength, maxItems)."""
+    unbounded = []
+    for service, method, path, operation in operations():
+        document = DOCUMENTS[service]
+        for parameter in operation.get("parameters", []):
+            where = f"{service} {method} {path} {parameter['in']}.{parameter['name']}"
+            unbounded += _unbounded(document, parameter.get("schema", {}), where, set())
+        for media in operation.get("requestBody", {}).get("content", {}).values():
+            unbounded += _unbounded(document, media.get("schema", {}), f"{service} {method} {path} body", set())
+    assert unbounded == []
+
+
 def test_a_route_open_to_anonymous_callers_says_so_and_the_others_require_a_token() -> None:
     """FastAPI lists the bearer scheme on every route that reads a token, which means "required"."""
     wrong = []

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from services.calls.domain.taxonomy import Taxonomy, load_taxonomy
-from shared.validation import storable_text
+from shared.validation import MAX_TOPIC_ID, storable_text
 
 CallStatus = Literal["forthcoming", "open", "closed"]
 
@@ -71,7 +71,7 @@ class RowError(ValueError):
         self.identifier = identifier
 
 
-MAX_IDENTIFIER = 200
+MAX_IDENTIFIER = MAX_TOPIC_ID
 """Topic and call identifiers (the ``calls`` columns); a longer topic identifier makes the row unparseable."""
 MAX_CODE = 50
 """Programme, action type, EDF category, ccm2Id: a longer value is no code, and is dropped."""
