@@ -19,7 +19,7 @@ from sqlalchemy import text
 from shared.db import Database
 from shared.events.projects import ProjectClosed
 from shared.kafka import all_topics, ensure_topics
-from shared.outbox import OutboxRecord, OutboxRelay, UnitOfWorkFactory
+from shared.outbox import OUTBOX_TABLES, OutboxRelay, UnitOfWorkFactory
 from shared.settings import KafkaSettings
 from tests.infra import Databases, free_port, wait_for
 from tests.integration.kafka_tools import read_topic
@@ -51,7 +51,7 @@ async def silent_broker() -> AsyncIterator[str]:
 async def test_a_frozen_relay_loses_the_lock_after_its_lease(
     databases: Databases, kafka_settings: KafkaSettings
 ) -> None:
-    db = Database(databases.create("outbox_lease"), tables=[OutboxRecord])
+    db = Database(databases.create("outbox_lease"), tables=OUTBOX_TABLES)
     await db.create_tables()
     await ensure_topics(kafka_settings, all_topics(kafka_settings))
     uow = UnitOfWorkFactory(db, source="projects")
