@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from sqlmodel import select
 
+from services.projects.bootstrap import build as build_projects
+from services.projects.settings import ProjectsSettings
 from shared.db import Database
 from shared.events.base import envelope
 from shared.events.projects import ProjectClosed
@@ -29,7 +32,7 @@ from shared.outbox import (
     retry_parked,
 )
 from shared.settings import KafkaSettings
-from tests.infra import Databases, wait_for
+from tests.infra import Databases, admin_headers, wait_for
 from tests.integration.kafka_tools import read_topic
 
 pytestmark = pytest.mark.infra
@@ -153,3 +156,34 @@ async def test_an_event_of_the_whole_budget_is_accepted_by_a_broker_with_default
     assert await relay.parked_count() == 0
     await relay.close()
     await db.dispose()
+
+
+async def test_a_service_with_a_parked_row_says_degraded_in_healthz_and_an_admin_can_list_it(
+    databases: Databases, kafka_settings: KafkaSettings
+) -> None:
+    """Over HTTP, as an operator sees it: 200 (still serving), ``degraded``, the count, the row listed."""
+    app, runtime = build_projects(ProjectsSettings(database_url=databases.create("projects"), kafka=kafka_settings))
+    async with runtime.lifespan():
+        async with runtime.db.sessions() as s:  # written as an older version of the service could have
+            s.add(
+                OutboxRecord(
+                    event_id="e-huge",
+                    topic="projects.v1",
+                    key="k",
+                    event_type="t",
+                    payload=json.dumps({"pad": "x" * 1_100_000}),
+                )
+            )
+            await s.commit()
+        runtime.relay.wake()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://projects") as client:
+
+            async def degraded() -> bool:  # 503 until the service reached Kafka
+                response = await client.get("/healthz")
+                return response.status_code == 200 and response.json()["status"] == "degraded"
+
+            await wait_for(degraded, timeout=60, interval=0.2, what="/healthz 200 and degraded")
+            assert (await client.get("/healthz")).json()["outbox_parked"] == 1
+            listed = await client.get("/admin/outbox/parked", headers=admin_headers())
+            assert listed.status_code == 200, listed.text
+            assert [row["event_id"] for row in listed.json()["items"]] == ["e-huge"]
