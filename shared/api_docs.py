@@ -27,7 +27,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from shared.auth import ACCESS_TABLE, Access, Endpoint
+from shared.auth import ACCESS_TABLE, OWNER_LOOKUP, Access, Endpoint
 
 DESCRIPTIONS: dict[int, str] = {
     400: "The body could not be read (it is not UTF-8 text)",
@@ -44,21 +44,10 @@ DESCRIPTIONS: dict[int, str] = {
 }
 
 BODY_METHODS = frozenset({"post", "put", "patch", "delete"})
-# Access that some valid tokens do not have: 403 for them.
-RESTRICTED = frozenset(
-    {
-        Access.ADMIN,
-        Access.INSTITUTE,
-        Access.OWN_COMPANY,
-        Access.OWN_PROJECT,
-        Access.PROJECT_INSIGHT,
-        Access.OWN_ACCOUNT,
-    }
-)
+# Access that some valid tokens do not have: 403 for them (internal routes refuse with 401).
+RESTRICTED = frozenset(Access) - {Access.PUBLIC, Access.REGISTER, Access.AUTHENTICATED, Access.INTERNAL}
 # Anyone may call these, also without a token.
 _ANONYMOUS = frozenset({Access.PUBLIC, Access.REGISTER})
-# ``shared.auth.check`` answers 404 to an institute when the resource whose owner it looks up is missing.
-_OWNER_LOOKUP = frozenset({Access.OWN_PROJECT, Access.PROJECT_INSIGHT})
 
 
 class Issue(BaseModel):
@@ -123,7 +112,7 @@ def shared_refusals(service: str, method: str, path: str, *, json_body: bool) ->
         statuses |= {401, 429}
     if access & RESTRICTED:
         statuses.add(403)
-    if access & _OWNER_LOOKUP:
+    if access & OWNER_LOOKUP.keys():  # shared.auth.check: 404 when the resource to look the owner up in is missing
         statuses.add(404)
     return statuses
 

@@ -342,7 +342,7 @@ ACCESS_TABLE: tuple[Endpoint, ...] = (
     # every service: its outbox rows the broker refused for good (shared.outbox_admin)
     *(
         Endpoint(service, method, path, Access.ADMIN, note)
-        for service in ("registry", "projects", "calls", "matching", "alerts")
+        for service in ("registry", "projects", "calls", "matching", "alerts", "consortia")
         for method, path, note in (
             ("GET", "/admin/outbox/parked", "outbox rows the broker refused for good"),
             ("POST", "/admin/outbox/parked/retry", "try every parked row again"),

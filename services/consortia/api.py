@@ -21,9 +21,11 @@ from services.consortia.models import (
     InvitationRead,
     OutcomeBody,
 )
+from shared.api_docs import errors
 from shared.auth import Access, Principal, require
 from shared.events.consortia import LeadRef
 from shared.outbox import UnitOfWork, UnitOfWorkFactory
+from shared.validation import EntityIdPath
 
 router = APIRouter(tags=["consortia"])
 
@@ -111,7 +113,9 @@ async def _lead_ref(uow: UnitOfWork, principal: Principal) -> LeadRef:
 # --------------------------------------------------------------------------- routes
 
 
-@router.post("/consortia", status_code=status.HTTP_201_CREATED, response_model=ConsortiumRead)
+@router.post(
+    "/consortia", status_code=status.HTTP_201_CREATED, response_model=ConsortiumRead, responses=errors(404, 409)
+)
 async def open_consortium(body: ConsortiumCreate, request: Request, principal: Organisation) -> ConsortiumRead:
     """Open a draft for a project or call; the caller's organisation leads it."""
     async with _uow(request)() as uow:
@@ -137,8 +141,8 @@ def _candidates(request: Request) -> int:
     return int(request.app.state.runtime.settings.gap_candidates)
 
 
-@router.get("/consortia/{consortium_id}", response_model=ConsortiumRead)
-async def get_consortium(consortium_id: str, request: Request, principal: Member) -> ConsortiumRead:
+@router.get("/consortia/{consortium_id}", response_model=ConsortiumRead, responses=errors(404))
+async def get_consortium(consortium_id: EntityIdPath, request: Request, principal: Member) -> ConsortiumRead:
     """The draft: lead, members, invitations, the rule checks on the accepted roster, coverage and gaps."""
     async with _uow(request)() as uow:
         try:
@@ -148,9 +152,14 @@ async def get_consortium(consortium_id: str, request: Request, principal: Member
 
 
 @router.post(
-    "/consortia/{consortium_id}/invitations", status_code=status.HTTP_201_CREATED, response_model=InvitationRead
+    "/consortia/{consortium_id}/invitations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=InvitationRead,
+    responses=errors(404, 409),
 )
-async def invite(consortium_id: str, body: InvitationCreate, request: Request, principal: Lead) -> InvitationRead:
+async def invite(
+    consortium_id: EntityIdPath, body: InvitationCreate, request: Request, principal: Lead
+) -> InvitationRead:
     async with _uow(request)() as uow:
         try:
             invitation = await domain.invite(uow, consortium_id=consortium_id, data=body)
@@ -162,8 +171,14 @@ async def invite(consortium_id: str, body: InvitationCreate, request: Request, p
         return domain.invitation_read(invitation, names)
 
 
-@router.delete("/consortia/{consortium_id}/members/{company_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_member(consortium_id: str, company_id: str, request: Request, principal: Member) -> Response:
+@router.delete(
+    "/consortia/{consortium_id}/members/{company_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(404, 409),
+)
+async def remove_member(
+    consortium_id: EntityIdPath, company_id: EntityIdPath, request: Request, principal: Member
+) -> Response:
     """The lead removes a member, or a member leaves."""
     async with _uow(request)() as uow:
         try:
@@ -176,8 +191,10 @@ async def remove_member(consortium_id: str, company_id: str, request: Request, p
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/consortia/{consortium_id}/outcome", response_model=ConsortiumRead)
-async def record_outcome(consortium_id: str, body: OutcomeBody, request: Request, principal: Lead) -> ConsortiumRead:
+@router.post("/consortia/{consortium_id}/outcome", response_model=ConsortiumRead, responses=errors(404, 409))
+async def record_outcome(
+    consortium_id: EntityIdPath, body: OutcomeBody, request: Request, principal: Lead
+) -> ConsortiumRead:
     """Submitted, funded or not funded: what the matcher learns from."""
     async with _uow(request)() as uow:
         try:
@@ -196,8 +213,8 @@ async def _invitation_for_invitee(uow: UnitOfWork, invitation_id: str) -> Invita
     return domain.for_invitee(invitation, consortium)
 
 
-@router.get("/invitations/{invitation_id}", response_model=InvitationForInvitee)
-async def get_invitation(invitation_id: str, request: Request, principal: Invitee) -> InvitationForInvitee:
+@router.get("/invitations/{invitation_id}", response_model=InvitationForInvitee, responses=errors(404))
+async def get_invitation(invitation_id: EntityIdPath, request: Request, principal: Invitee) -> InvitationForInvitee:
     async with _uow(request)() as uow:
         try:
             return await _invitation_for_invitee(uow, invitation_id)
@@ -205,8 +222,8 @@ async def get_invitation(invitation_id: str, request: Request, principal: Invite
             raise _http(exc) from exc
 
 
-@router.post("/invitations/{invitation_id}/accept", response_model=InvitationForInvitee)
-async def accept(invitation_id: str, request: Request, principal: Invitee) -> InvitationForInvitee:
+@router.post("/invitations/{invitation_id}/accept", response_model=InvitationForInvitee, responses=errors(404, 409))
+async def accept(invitation_id: EntityIdPath, request: Request, principal: Invitee) -> InvitationForInvitee:
     async with _uow(request)() as uow:
         try:
             await domain.accept(uow, invitation_id=invitation_id)
@@ -217,9 +234,9 @@ async def accept(invitation_id: str, request: Request, principal: Invitee) -> In
         return read
 
 
-@router.post("/invitations/{invitation_id}/decline", response_model=InvitationForInvitee)
+@router.post("/invitations/{invitation_id}/decline", response_model=InvitationForInvitee, responses=errors(404, 409))
 async def decline(
-    invitation_id: str, request: Request, principal: Invitee, body: DeclineBody | None = None
+    invitation_id: EntityIdPath, request: Request, principal: Invitee, body: DeclineBody | None = None
 ) -> InvitationForInvitee:
     async with _uow(request)() as uow:
         try:
@@ -231,8 +248,8 @@ async def decline(
         return read
 
 
-@router.delete("/invitations/{invitation_id}", response_model=InvitationRead)
-async def withdraw(invitation_id: str, request: Request, principal: InvitationLead) -> InvitationRead:
+@router.delete("/invitations/{invitation_id}", response_model=InvitationRead, responses=errors(404, 409))
+async def withdraw(invitation_id: EntityIdPath, request: Request, principal: InvitationLead) -> InvitationRead:
     """The lead withdraws a pending invitation."""
     async with _uow(request)() as uow:
         try:
@@ -245,7 +262,7 @@ async def withdraw(invitation_id: str, request: Request, principal: InvitationLe
 
 @router.get("/companies/{company_id}/invitations", response_model=list[InvitationForInvitee])
 async def company_invitations(
-    company_id: str,
+    company_id: EntityIdPath,
     request: Request,
     principal: Annotated[Principal, Depends(require(Access.OWN_COMPANY))],
 ) -> list[InvitationForInvitee]:

@@ -1,4 +1,4 @@
-"""The five services' HTTP APIs in-process, on their own PostgreSQL databases (no broker needed).
+"""Every service's HTTP API in-process, each on its own PostgreSQL database (no broker needed).
 
 Writes land in the outbox; nothing publishes them (the relay is not started). Tokens of other
 services are introspected at the in-process registry, as deployed but without a socket.
@@ -18,6 +18,8 @@ from services.alerts.bootstrap import build as build_alerts
 from services.alerts.settings import AlertsSettings
 from services.calls.bootstrap import build as build_calls
 from services.calls.settings import CallsSettings
+from services.consortia.bootstrap import build as build_consortia
+from services.consortia.settings import ConsortiaSettings
 from services.matching.bootstrap import build as build_matching
 from services.matching.settings import MatchingSettings
 from services.projects.bootstrap import build as build_projects
@@ -28,7 +30,7 @@ from shared.auth import AuthGuard, AuthSettings, FailureLimiter, RegistryIntrosp
 from shared.runtime import ServiceRuntime
 from tests.infra import Databases, admin_headers
 
-SERVICES = ("registry", "projects", "calls", "matching", "alerts")
+SERVICES = ("registry", "projects", "calls", "matching", "alerts", "consortia")
 
 
 @dataclass
@@ -61,6 +63,8 @@ def build(
         return build_matching(MatchingSettings(database_url=database_url))
     if service == "alerts":
         return build_alerts(AlertsSettings(database_url=database_url))
+    if service == "consortia":
+        return build_consortia(ConsortiaSettings(database_url=database_url))
     raise ValueError(f"unknown service {service!r}")
 
 

@@ -1,4 +1,4 @@
-"""The five services in-process for schemathesis: requests go to the ASGI apps on their own event loop.
+"""The services in-process for schemathesis: requests go to the ASGI apps on their own event loop.
 
 schemathesis generates a case and validates the answer; this module sends it. The apps hold
 asyncpg connections, which belong to the event loop that opened them, so every request and the
@@ -107,7 +107,7 @@ async def call_asgi(app: Any, request: requests.PreparedRequest, *, timeout_s: f
 
 @dataclass
 class FuzzedApis:
-    """The five services on one event loop thread, and what the fuzzing saw of them."""
+    """The services on one event loop thread, and what the fuzzing saw of them."""
 
     portal: BlockingPortal
     apis: Apis
@@ -151,7 +151,7 @@ class FuzzedApis:
 
 @contextmanager
 def fuzzed_services(databases: Databases) -> Iterator[FuzzedApis]:
-    """The five services in-process on PostgreSQL, their event loop on a thread of its own.
+    """The services in-process on PostgreSQL, their event loop on a thread of its own.
 
     The call watcher reads a local replay of the portal, so ``POST /calls/poll`` really polls.
     """

@@ -1,6 +1,6 @@
 """Property-based fuzzing of every service's OpenAPI document with schemathesis (#9 §6).
 
-The five services run in-process on PostgreSQL (tests/integration/fuzzing.py). For every operation
+The services run in-process on PostgreSQL (tests/integration/fuzzing.py). For every operation
 schemathesis sends schema-valid and schema-violating requests as the admin; each answer must be no
 5xx, a documented status, of the documented content type, and match the documented schema; a
 request that breaks the schema must be refused. ``FUZZ_EXAMPLES`` raises the number of generated
@@ -136,3 +136,4 @@ test_fuzz_projects = fuzz("projects")
 test_fuzz_calls = fuzz("calls")
 test_fuzz_matching = fuzz("matching")
 test_fuzz_alerts = fuzz("alerts")
+test_fuzz_consortia = fuzz("consortia")

@@ -20,8 +20,10 @@ import httpx
 import pytest
 
 from services.alerts.delivery_models import AlertLogEntry, Delivery
+from services.consortia.models import CompanyView, TargetView
 from shared.api_docs import RESTRICTED, access_of, rows_of
-from shared.auth import INTERNAL_TOKEN_HEADER, Access, FailureLimiter, allowed
+from shared.auth import INTERNAL_TOKEN_HEADER, OWNER_LOOKUP, Access, FailureLimiter, allowed
+from shared.events.companies import CompanyProfileData
 from shared.limits import DEFAULT_MAX_BODY_BYTES
 from tests.infra import Databases
 from tests.integration.apis import SERVICES, Apis, five_services
@@ -36,7 +38,7 @@ SEQUENCE = itertools.count(1)
 
 @dataclass
 class Probe:
-    """The five services, callers of each role and a few rows the scenarios need."""
+    """The services, callers of each role and a few rows the scenarios need."""
 
     apis: Apis
     tokens: dict[str, str] = field(default_factory=dict)
@@ -77,6 +79,9 @@ async def probe(pg_admin_url: str) -> AsyncIterator[Probe]:
             institute = await p.call("registry", "POST", "/accounts", json=body)
             assert institute.status_code == 201, institute.text
             p.tokens["institute"] = institute.json()["api_token"]
+            integrator = await p.call("registry", "POST", "/accounts", json={"role": "integrator", "name": "Probe CRM"})
+            assert integrator.status_code == 201, integrator.text
+            p.tokens["integrator"] = integrator.json()["api_token"]
             yield p
     finally:
         databases.drop_all()
@@ -110,6 +115,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/subscriptions/{company_id}/channels/email"): {"address": "probe@probe.example"},
     ("PUT", "/subscriptions/{company_id}/channels/webhook"): {"url": "https://hooks.example/probe"},
     ("POST", "/accounts"): {"role": "company", "company_id": MISSING_UUID},
+    ("POST", "/consortia"): {"target_type": "project", "target_id": MISSING_UUID},
+    ("POST", "/consortia/{consortium_id}/invitations"): {"company_id": MISSING_UUID},
+    ("POST", "/consortia/{consortium_id}/outcome"): {"status": "submitted"},
 }
 
 
@@ -118,8 +126,9 @@ def forbidden_call(service: str, method: str, path: str) -> tuple[str, str]:
     for row in rows_of(service, method, path):
         if row.access not in RESTRICTED:
             continue
-        for caller in ("company", "institute"):
-            if not allowed(row.access, caller, own=False):
+        for caller in ("company", "institute", "integrator"):
+            # A caller whose ownership is looked up gets 404 for a resource that is not there.
+            if not allowed(row.access, caller, own=False) and caller not in OWNER_LOOKUP.get(row.access, ()):
                 return row.path, caller
     raise AssertionError(f"{method} {path} documents 403 but no role is refused")
 
@@ -224,6 +233,89 @@ SCENARIOS[("alerts", "GET", "/unsubscribe/{token}", 400)] = lambda p: _invalid_u
 SCENARIOS[("alerts", "POST", "/unsubscribe/{token}", 400)] = lambda p: _invalid_unsubscribe_link(p, "POST")
 
 
+async def _consortia_rows(p: Probe) -> None:
+    """What the consortia service would have read from projects.v1 and companies.v1: two targets, one company."""
+    if "consortia_rows" in p.ids:
+        return
+    company = (await p.call("registry", "GET", f"/companies/{p.ids['company']}")).json()
+    profile = CompanyProfileData.model_validate({**company, "updated_at": None}).model_dump(mode="json")
+    async with p.apis.runtimes["consortia"].db.sessions() as session:
+        for target_id, status in (("p-open", "open"), ("p-closed", "closed")):
+            session.add(
+                TargetView(
+                    target_type="project", target_id=target_id, title="Probe", programme="FSDB", status=status, facts={}
+                )
+            )
+        session.add(CompanyView(company_id=p.ids["company"], name=profile["name"], profile=profile))
+        await session.commit()
+    p.ids["consortia_rows"] = "yes"
+
+
+async def _consortium(p: Probe, *, funded: bool = False) -> str:
+    await _consortia_rows(p)
+    opened = await p.call("consortia", "POST", "/consortia", json={"target_type": "project", "target_id": "p-open"})
+    assert opened.status_code == 201, opened.text
+    consortium_id: str = opened.json()["id"]
+    if funded:
+        outcome = await p.call("consortia", "POST", f"/consortia/{consortium_id}/outcome", json={"status": "funded"})
+        assert outcome.status_code == 200, outcome.text
+    return consortium_id
+
+
+async def _invitation(p: Probe, answer: str) -> str:
+    """An invitation of the probe company that is no longer pending (``withdraw`` or ``decline``)."""
+    consortium_id = await _consortium(p)
+    invited = await p.call(
+        "consortia", "POST", f"/consortia/{consortium_id}/invitations", json={"company_id": p.ids["company"]}
+    )
+    assert invited.status_code == 201, invited.text
+    invitation_id: str = invited.json()["id"]
+    method, url = ("DELETE", "") if answer == "withdraw" else ("POST", "/decline")
+    answered = await p.call("consortia", method, f"/invitations/{invitation_id}{url}")
+    assert answered.status_code == 200, answered.text
+    return invitation_id
+
+
+@scenario("consortia", "POST", "/consortia", 409)
+async def _open_a_consortium_for_a_closed_target(p: Probe) -> httpx.Response:
+    await _consortia_rows(p)
+    return await p.call("consortia", "POST", "/consortia", json={"target_type": "project", "target_id": "p-closed"})
+
+
+@scenario("consortia", "POST", "/consortia/{consortium_id}/outcome", 409)
+async def _submit_a_funded_consortium(p: Probe) -> httpx.Response:
+    consortium_id = await _consortium(p, funded=True)
+    return await p.call("consortia", "POST", f"/consortia/{consortium_id}/outcome", json={"status": "submitted"})
+
+
+@scenario("consortia", "POST", "/consortia/{consortium_id}/invitations", 409)
+async def _invite_into_a_funded_consortium(p: Probe) -> httpx.Response:
+    consortium_id = await _consortium(p, funded=True)
+    body = {"company_id": p.ids["company"]}
+    return await p.call("consortia", "POST", f"/consortia/{consortium_id}/invitations", json=body)
+
+
+@scenario("consortia", "DELETE", "/consortia/{consortium_id}/members/{company_id}", 409)
+async def _remove_a_member_of_a_funded_consortium(p: Probe) -> httpx.Response:
+    consortium_id = await _consortium(p, funded=True)
+    return await p.call("consortia", "DELETE", f"/consortia/{consortium_id}/members/{p.ids['company']}")
+
+
+@scenario("consortia", "POST", "/invitations/{invitation_id}/accept", 409)
+async def _accept_a_withdrawn_invitation(p: Probe) -> httpx.Response:
+    return await p.call("consortia", "POST", f"/invitations/{await _invitation(p, 'withdraw')}/accept")
+
+
+@scenario("consortia", "POST", "/invitations/{invitation_id}/decline", 409)
+async def _decline_a_withdrawn_invitation(p: Probe) -> httpx.Response:
+    return await p.call("consortia", "POST", f"/invitations/{await _invitation(p, 'withdraw')}/decline")
+
+
+@scenario("consortia", "DELETE", "/invitations/{invitation_id}", 409)
+async def _withdraw_a_declined_invitation(p: Probe) -> httpx.Response:
+    return await p.call("consortia", "DELETE", f"/invitations/{await _invitation(p, 'decline')}")
+
+
 # --------------------------------------------------------------------------- generic probes
 
 
@@ -288,4 +380,4 @@ async def test_every_documented_4xx_is_answered(probe: Probe, service: str) -> N
                 f"{method} {path}: documents {status}, the probe got {response.status_code} {response.text[:200]}"
             )
     assert documented, "no documented refusals at all"
-    assert missed == []
+    assert missed == [], "\n".join(missed)
