@@ -33,8 +33,10 @@ lock-upgrade: venv
 	$(MAKE) venv
 
 ## Start Kafka and the five services on the embedded defaults, seed the demo, show the flow (Ctrl-C stops all).
+## make run REPLICAS=2: two replicas of matching and of alerts (services/matching/README.md).
+REPLICAS ?= 1
 run: venv
-	$(PYTHON) deploy/local/run.py
+	$(PYTHON) deploy/local/run.py --replicas $(REPLICAS)
 
 ## The official AsyncAPI parser for the contract tests (Node.js + npm), pinned by tests/contracts/package-lock.json,
 ## and the browser packages (htmx, vendored into the portal; axe-core for its accessibility tests) of package-lock.json.

@@ -36,10 +36,12 @@ Contract of :class:`EventProcessor.process`, the heart of every Kafka handler in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -165,6 +167,11 @@ def _is_transient(exc: BaseException) -> bool:
     return _sqlstate(exc).startswith(_TRANSIENT_SQLSTATE_PREFIXES)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says our own infrastructure is away (wait for it), not that the record is bad."""
+    return _is_transient(exc)
+
+
 class EventProcessor:
     """Runs one consumer's handlers for one record at a time (see the module docstring)."""
 
@@ -180,6 +187,7 @@ class EventProcessor:
         bounds: JsonBounds = JsonBounds(),
         on_halt: Callable[[str], None] | None = None,
         after_side_effects: Callable[[CloudEvent], Awaitable[None]] | None = None,
+        serialize: Callable[[], AbstractAsyncContextManager[object]] | None = None,
     ) -> None:
         self.consumer = consumer
         self._uow = uow_factory
@@ -192,6 +200,9 @@ class EventProcessor:
         self._on_halt = on_halt
         # A test hook: runs after the side effects are durable and before the offset commit.
         self._after_side_effects = after_side_effects
+        # Each unit of work runs inside ``serialize()`` when given: consumers of one process that share
+        # in-memory state (matching's index) take turns, so none reads it half-way through another's change.
+        self._serialize = serialize
         self._tracer = tracer("bondgenoot.consumer")
         self.consecutive_dead_letters = 0
         self.halted: str | None = None
@@ -263,40 +274,10 @@ class EventProcessor:
         )
 
     def _envelope(self, record: Record) -> CloudEvent:
-        """The record's CloudEvent, parsed within bounds; PoisonRecord when there is none."""
-        if record.value is None:
-            raise PoisonRecord("invalid-json", "record has no value")
-        try:
-            raw = loads_bounded(record.value, self.bounds)
-            if not isinstance(raw, dict):
-                raise PoisonRecord("invalid-json", "record value is JSON but not an object")
-            ce = CloudEvent.model_validate(raw)
-        except PoisonRecord:
-            raise
-        except JsonBoundsExceeded as exc:
-            raise PoisonRecord(exc.reason, exc.detail) from exc
-        except ValidationError as exc:
-            raise PoisonRecord("invalid-envelope", _brief(exc)) from exc
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PoisonRecord("invalid-json", str(exc)) from exc
-        except Exception as exc:  # decoding is a pure function of the record: it will fail again, every time
-            raise PoisonRecord("undecodable", f"{type(exc).__name__}: {exc}") from exc
-        if len(ce.id) > EVENT_ID_MAX:
-            raise PoisonRecord("invalid-envelope", f"id: longer than {EVENT_ID_MAX} characters")
-        return ce
+        return decode_envelope(record, self.bounds)
 
     def _data(self, ce: CloudEvent) -> EventData:
-        """The event's data checked against its contract; NewerEventVersion passes through."""
-        try:
-            return parse_data(ce)
-        except NewerEventVersion:
-            raise
-        except UnknownEventType as exc:
-            raise PoisonRecord("unknown-event-type", str(exc)) from exc
-        except ValidationError as exc:
-            raise PoisonRecord("schema-violation", _brief(exc)) from exc
-        except Exception as exc:  # as in _envelope: the same data fails the same way every time
-            raise PoisonRecord("undecodable", f"{type(exc).__name__}: {exc}") from exc
+        return decode_data(ce)
 
     async def _apply_with_retries(
         self,
@@ -359,7 +340,7 @@ class EventProcessor:
         self, record: Record, ce: CloudEvent, data: EventData, handler: Handler, *, check_parked: bool
     ) -> Outcome:
         """Apply the event in one transaction with its inbox row (unless its subject waits behind a parked one)."""
-        async with self._uow() as uow:
+        async with self._serialize() if self._serialize is not None else contextlib.nullcontext(), self._uow() as uow:
             if check_parked and await parking.subject_has_parked(
                 uow.session, consumer=self.consumer, topic=record.topic, subject=ce.subject
             ):
@@ -511,6 +492,44 @@ class EventProcessor:
                 stall.offset,
                 stall.attempts,
             )
+
+
+def decode_envelope(record: Record, bounds: JsonBounds) -> CloudEvent:
+    """The record's CloudEvent, parsed within ``bounds``; PoisonRecord when there is none."""
+    if record.value is None:
+        raise PoisonRecord("invalid-json", "record has no value")
+    try:
+        raw = loads_bounded(record.value, bounds)
+        if not isinstance(raw, dict):
+            raise PoisonRecord("invalid-json", "record value is JSON but not an object")
+        ce = CloudEvent.model_validate(raw)
+    except PoisonRecord:
+        raise
+    except JsonBoundsExceeded as exc:
+        raise PoisonRecord(exc.reason, exc.detail) from exc
+    except ValidationError as exc:
+        raise PoisonRecord("invalid-envelope", _brief(exc)) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PoisonRecord("invalid-json", str(exc)) from exc
+    except Exception as exc:  # decoding is a pure function of the record: it will fail again, every time
+        raise PoisonRecord("undecodable", f"{type(exc).__name__}: {exc}") from exc
+    if len(ce.id) > EVENT_ID_MAX:
+        raise PoisonRecord("invalid-envelope", f"id: longer than {EVENT_ID_MAX} characters")
+    return ce
+
+
+def decode_data(ce: CloudEvent) -> EventData:
+    """The event's data checked against its contract; NewerEventVersion passes through."""
+    try:
+        return parse_data(ce)
+    except NewerEventVersion:
+        raise
+    except UnknownEventType as exc:
+        raise PoisonRecord("unknown-event-type", str(exc)) from exc
+    except ValidationError as exc:
+        raise PoisonRecord("schema-violation", _brief(exc)) from exc
+    except Exception as exc:  # as in decode_envelope: the same data fails the same way every time
+        raise PoisonRecord("undecodable", f"{type(exc).__name__}: {exc}") from exc
 
 
 def _brief(exc: ValidationError) -> str:

@@ -180,9 +180,13 @@ class UnitOfWork:
         await self.session.close()
         self._session = None
 
-    def emit(self, data: EventData, *, subject: str) -> CloudEvent:
-        """Collect an event; it is written to the outbox when (and only if) the unit commits."""
-        ce = envelope(data, source=self._source, subject=subject)
+    def emit(self, data: EventData, *, subject: str, event_id: str | None = None) -> CloudEvent:
+        """Collect an event; it is written to the outbox when (and only if) the unit commits.
+
+        ``event_id``: an id derived from what the event was computed from, so that computing the same
+        result twice (two replicas during a rebalance) yields one event id, which consumers deduplicate.
+        """
+        ce = envelope(data, source=self._source, subject=subject, event_id=event_id)
         payload = ce.model_dump_json()
         # Refuse here, inside the request, rather than leave the relay a record Kafka will not take.
         check_event_size(ce.type, ce.data, payload)

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
 from typing import Any
 
+from aiokafka import ConsumerRebalanceListener
 from faststream.kafka import KafkaBroker
 from sqlmodel import SQLModel
 
@@ -93,8 +95,10 @@ class ServiceRuntime:
         workers: int = 1,
         gate: Gate | None = None,
         max_poll_interval_ms: int = 300_000,
+        listener: ConsumerRebalanceListener | None = None,
+        serialize: Callable[[], AbstractAsyncContextManager[object]] | None = None,
     ) -> EventProcessor:
-        """Register an idempotent consumer with an explicit group id (see shared.consumer)."""
+        """Register an idempotent consumer with an explicit group id (see shared.consumer and shared.subscription)."""
         processor = EventProcessor(
             consumer=group,
             uow_factory=self.uow,
@@ -107,6 +111,7 @@ class ServiceRuntime:
             ),
             on_halt=self._halt,
             after_side_effects=after_side_effects,
+            serialize=serialize,
         )
         subscribe(
             self.broker,
@@ -116,6 +121,7 @@ class ServiceRuntime:
             workers=workers,
             gate=gate,
             max_poll_interval_ms=max_poll_interval_ms,
+            listener=listener,
         )
         self.processors.append(processor)
         self.consumed_topics.extend(t for t in topics if t not in self.consumed_topics)
@@ -132,6 +138,10 @@ class ServiceRuntime:
     def background(self, task: BackgroundTask) -> None:
         """Run ``task(stop_event)`` for the life of the service (e.g. the call watcher's poller)."""
         self._background.append(task)
+
+    def halt(self, reason: str) -> None:
+        """Mark the service halted (``/healthz`` 503): a part of it stopped on purpose and said why."""
+        self._halt(reason)
 
     def _halt(self, reason: str) -> None:
         self.halt_reason = reason

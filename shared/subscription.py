@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -68,13 +68,16 @@ def subscribe(
     workers: int = 1,
     gate: Gate | None = None,
     max_poll_interval_ms: int = 300_000,
+    listener: ConsumerRebalanceListener | None = None,
 ) -> None:
     """Register a FastStream subscriber that runs ``processor`` and commits only after it returns.
 
     ``workers`` > 1 runs that many consumers of the group in this process: partitions in parallel,
     each partition in order, each consumer committing only its own partitions. ``gate(body)`` runs
     before processing (e.g. a retry level waiting until a job is due); when it answers False the
-    record is left uncommitted and its partition rewound, so it is consumed again.
+    record is left uncommitted and its partition rewound, so it is consumed again. ``listener`` hears
+    which partitions the group gives this consumer (aiokafka calls every member's
+    ``on_partitions_revoked`` before any member's ``on_partitions_assigned``).
     """
     physical = [kafka.topic(t) for t in topics]
 
@@ -87,6 +90,7 @@ def subscribe(
         decoder=_raw_decoder,
         max_workers=workers,
         max_poll_interval_ms=max_poll_interval_ms,
+        listener=listener,
         title=f"{processor.consumer}:{','.join(topics)}",
     )
     async def on_record(body: bytes, message: KafkaMessage) -> None:

@@ -3,6 +3,7 @@
     .venv/bin/python deploy/local/run.py              start everything, seed, summarise, run until Ctrl-C
     .venv/bin/python deploy/local/run.py --no-wait    the same, then stop everything and exit (smoke test)
     .venv/bin/python deploy/local/run.py --seed-only  the services already run: seed and summarise only
+    .venv/bin/python deploy/local/run.py --replicas 2 two replicas of matching and of alerts (or REPLICAS=2)
 
 Only what this script started is stopped: a Kafka broker that was already running stays up. Services
 write their output to .data/logs/<name>.log; seeding is idempotent, so running it twice adds nothing.
@@ -46,6 +47,8 @@ SERVICES: dict[str, int] = {
 PORTAL_PORT = 8000
 DEMO_INSTITUTE = "Vlaams Instituut voor Veiligheidstechnologie (VIVT)"
 DEMO_COMPANY = "Scheldewacht Sensing"
+# Services that run as several replicas with --replicas N: replica n (from 2) listens on port + 10 * (n - 1).
+SCALABLE = ("matching", "alerts")
 DEFAULT_KAFKA = f"{HOST}:9092"
 REPLAY_PORT = 8090
 REPLAY_SEARCH_URL = f"http://{HOST}:{REPLAY_PORT}/search-api/prod/rest/search"
@@ -261,11 +264,11 @@ class Stack:
         if dead is not None:
             raise ChildDied(dead)
 
-    def wait_healthy(self, timeout_s: float) -> None:
-        """Wait until every child's health URL answers (services: 200; the replay: any HTTP answer)."""
+    def wait_healthy(self, timeout_s: float, children: list[Child] | None = None) -> None:
+        """Wait until every (given) child's health URL answers (services: 200; the replay: any HTTP answer)."""
         started = time.monotonic()
         deadline = started + timeout_s
-        pending = list(self.children)
+        pending = list(self.children if children is None else children)
         last: dict[str, str] = {}
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             while pending:
@@ -666,6 +669,14 @@ def available_services() -> list[str]:
     return found
 
 
+def replica_plan(names: list[str], replicas: int) -> list[tuple[str, str, int]]:
+    """(process name, service, port) of every process to start: each service, then the further replicas."""
+    plan = [(name, name, SERVICES[name]) for name in names]
+    for n in range(2, replicas + 1):
+        plan += [(f"{name}-{n}", name, SERVICES[name] + 10 * (n - 1)) for name in names if name in SCALABLE]
+    return plan
+
+
 def service_env(name: str, port: int, search_url: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(SERVICE_ENV)
@@ -679,13 +690,26 @@ def service_env(name: str, port: int, search_url: str | None) -> dict[str, str]:
     return env
 
 
+def _spawn_services(stack: Stack, plan: list[tuple[str, str, int]], search_url: str | None) -> list[Child]:
+    return [
+        stack.spawn(
+            name,
+            [sys.executable, "-m", f"services.{service}"],
+            service_env(service, port, search_url if service == "calls" else None),
+            f"http://{HOST}:{port}/healthz",
+        )
+        for name, service, port in plan
+    ]
+
+
 def run_stack(stack: Stack, args: argparse.Namespace) -> int:
     names = available_services()
     if "registry" not in names:
         raise StartupError("the registry service does not exist yet: nothing to seed")
     external_portal = os.environ.get("CALLS_FT_SEARCH_URL", "").strip() or None
     with_replay = "calls" in names and external_portal is None
-    busy = [f"{n}:{SERVICES[n]}" for n in names if port_open(SERVICES[n])]
+    plan = replica_plan(names, args.replicas)
+    busy = [f"{n}:{port}" for n, _, port in plan if port_open(port)]
     if port_open(PORTAL_PORT):
         busy.append(f"portal:{PORTAL_PORT}")
     if with_replay and port_open(REPLAY_PORT):
@@ -708,14 +732,7 @@ def run_stack(stack: Stack, args: argparse.Namespace) -> int:
         )
     elif external_portal:
         print(f"calls: using CALLS_FT_SEARCH_URL={external_portal} (no replay started)")
-    for name in names:
-        port = SERVICES[name]
-        stack.spawn(
-            name,
-            [sys.executable, "-m", f"services.{name}"],
-            service_env(name, port, search_url if name == "calls" else None),
-            f"http://{HOST}:{port}/healthz",
-        )
+    _spawn_services(stack, [p for p in plan if p[0] == p[1]], search_url)
     portal = (ROOT / "services" / "portal" / "__main__.py").is_file()
     if portal:
         stack.spawn(
@@ -724,11 +741,15 @@ def run_stack(stack: Stack, args: argparse.Namespace) -> int:
             service_env("portal", PORTAL_PORT, None),
             f"http://{HOST}:{PORTAL_PORT}/healthz",
         )
-    stack.wait_healthy(args.health_timeout)
+    stack.wait_healthy(args.health_timeout)  # everything so far, the portal replay too
+    # Further replicas start once the first of each service is healthy: it has created the tables they share.
+    stack.wait_healthy(args.health_timeout, _spawn_services(stack, [p for p in plan if p[0] != p[1]], search_url))
 
     seeded, failures = seed_and_summarise(set(names), stack, expect_calls=with_replay, wait_s=args.flow_timeout)
     running = set(names) | ({"portal"} if portal else set())
     print_urls(running, stack.kafka_bootstrap, REPLAY_SEARCH_URL if with_replay else external_portal, seeded.logins)
+    for name, _, port in plan[len(names) :]:
+        print(f"{name:<9} http://{HOST}:{port}/docs  (replica)")
     if args.no_wait:
         return 1 if seeded.errors or (args.strict and failures) else 0
 
@@ -771,7 +792,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target has no suggestions in time")
     parser.add_argument("--health-timeout", type=float, default=120.0, metavar="S", help="default: 120")
     parser.add_argument("--flow-timeout", type=float, default=60.0, metavar="S", help="default: 60")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("REPLICAS", "1") or "1"),
+        metavar="N",
+        help=f"replicas of {' and '.join(SCALABLE)} (default: $REPLICAS or 1)",
+    )
+    args = parser.parse_args(argv)
+    if args.replicas < 1:
+        parser.error("--replicas must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,25 +1,29 @@
-"""Matching use cases: keep the read models, rank targets, emit suggestions and consortium proposals.
+"""Matching use cases: keep the target read model, rank targets, emit suggestions and consortium proposals.
 
 The ranking itself lives in ``services.matching.matcher`` (the same code the benchmark measures);
-this module decides *when* to rank and what to publish. Handlers never commit: the shared consumer
-commits the inbox row, the read-model change and the emitted events in one transaction, and only
-then does the in-memory index follow (:class:`MatchingEngine`).
+this module decides *when* to rank and what to publish. Functions here never commit: the caller's
+unit of work commits the read-model change, the stored ranking and the emitted events in one
+transaction, and only then does the in-memory index follow (:class:`MatchingEngine`).
+
+Every stored ranking records its input (:class:`RankingInput`): the target's version and the index
+position in companies.v1. Its events' ids are derived from that input, and a ranking computed from
+an older input than the stored one is dropped, so two replicas ranking one target during a
+rebalance publish one result, never an older one over a newer one.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Callable
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlmodel import col, select
 
-from services.matching.matcher import CompanyProfile, Matcher, Suggestion, Target, propose_consortia
-from services.matching.models import CompanyView, SuggestionSet, TargetView
-from shared.db import Database
+from services.matching.engine import CompanyChange, MatchingEngine, Position, not_older, position_text
+from services.matching.matcher import CompanyProfile, Suggestion, Target, propose_consortia
+from services.matching.models import RankingInput, SuggestionSet, TargetView
 from shared.events.calls import CallData
 from shared.events.companies import CompanyProfileData
 from shared.events.projects import ProjectData
@@ -34,73 +38,8 @@ from shared.outbox import UnitOfWork, utcnow
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class CompanyChange:
-    """A company entering or changing (``profile``) or leaving (``profile`` None) the index."""
-
-    company_id: str
-    profile: CompanyProfile | None
-
-
-T = TypeVar("T")
-
-
-class MatchingEngine:
-    """The in-memory index of every company profile: a cache of the committed CompanyView table.
-
-    It is rebuilt from the table at start-up and otherwise changes only through :meth:`stage`, i.e.
-    after the transaction that wrote the same change to the table has committed. A ranking inside
-    that transaction sees the change through :meth:`preview`, which applies it and takes it back
-    within one synchronous call, so no other coroutine ever meets an uncommitted index and a failed
-    or retried transaction leaves the index exactly as the database is.
-    """
-
-    def __init__(self, *, top_n: int) -> None:
-        self.matcher = Matcher()
-        self.top_n = top_n
-        self.profiles: dict[str, CompanyProfile] = {}
-
-    async def load(self, db: Database) -> int:
-        async with db.sessions() as session:
-            rows = (await session.exec(select(CompanyView))).all()
-        for row in rows:
-            self._apply(CompanyChange(row.id, CompanyProfile.model_validate(row.profile)))
-        return len(rows)
-
-    def stage(self, uow: UnitOfWork, change: CompanyChange) -> None:
-        """Apply ``change`` to the index once ``uow`` commits (never if it does not)."""
-        uow.after_commit(lambda: self._apply(change))
-
-    def preview(self, change: CompanyChange, compute: Callable[[], T]) -> T:
-        """``compute()`` against the index with ``change`` applied; the index is unchanged afterwards.
-
-        ``compute`` is synchronous by contract: nothing else runs while the change is applied.
-        """
-        undo = self._apply(change)
-        try:
-            result = compute()
-        finally:
-            self._apply(undo)
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()  # never awaited: close it rather than leave it to warn
-            raise TypeError("preview(compute): compute must be synchronous, it returned an awaitable")
-        return result
-
-    def _apply(self, change: CompanyChange) -> CompanyChange:
-        """Change the index; return the change that undoes it."""
-        before = CompanyChange(change.company_id, self.profiles.get(change.company_id))
-        if change.profile is None:
-            self.profiles.pop(change.company_id, None)
-            self.matcher.remove(change.company_id)
-        else:
-            self.profiles[change.company_id] = change.profile
-            self.matcher.upsert(change.profile)
-        return before
-
-    def rank(self, target: Target) -> list[Suggestion]:
-        return self.matcher.rank(target, top_n=self.top_n)
+# The namespace of ranking event ids (uuid5 of the ranking's input); any fixed UUID will do.
+RANKING_NAMESPACE = uuid.UUID("6b0d6e00-5ca1-4e0a-9b1d-000000000013")
 
 
 def project_target(project: ProjectData) -> Target:
@@ -161,8 +100,31 @@ def compute_ranking(engine: MatchingEngine, *, target: Target, ranked: list[Sugg
     )
 
 
+def ranking_event_id(
+    event_type: str, target: Target, *, target_version: int, position: Position, algorithm: str
+) -> str:
+    """The id of a ranking's event: the same for every replica that ranks the same input."""
+    name = "|".join(
+        [event_type, target.target_type, target.id, str(target_version), position_text(position), algorithm]
+    )
+    return str(uuid.uuid5(RANKING_NAMESPACE, name))
+
+
+async def _inputs(uow: UnitOfWork, *, target_type: str, target_id: str) -> RankingInput:
+    """The target's ranking input, locked until the transaction ends (PostgreSQL; SQLite has one writer)."""
+    row = await uow.session.get(RankingInput, (target_type, target_id), with_for_update=True)
+    if row is None:
+        row = RankingInput(target_type=target_type, target_id=target_id, index_position={})
+        uow.session.add(row)
+    return row
+
+
+def _stored_position(inputs: RankingInput) -> dict[int, int]:
+    return {int(p): o for p, o in inputs.index_position.items()}
+
+
 async def upsert_target(uow: UnitOfWork, engine: MatchingEngine, *, target: Target) -> None:
-    """Store an open target and publish its ranking."""
+    """Store an open target (a new version of it) and publish its ranking."""
     row = await uow.session.get(TargetView, (target.target_type, target.id))
     if row is None:
         row = TargetView(target_type=target.target_type, target_id=target.id, target={})
@@ -170,7 +132,9 @@ async def upsert_target(uow: UnitOfWork, engine: MatchingEngine, *, target: Targ
     row.open = True
     row.updated_at = utcnow()
     uow.session.add(row)
-    await publish_ranking(uow, compute_ranking(engine, target=target))
+    inputs = await _inputs(uow, target_type=target.target_type, target_id=target.id)
+    inputs.target_version += 1
+    await publish_ranking(uow, compute_ranking(engine, target=target), inputs=inputs, position=engine.position)
 
 
 async def close_target(uow: UnitOfWork, *, target_type: str, target_id: str) -> None:
@@ -188,13 +152,28 @@ _IDENTITY = frozenset(
 )
 
 
-async def publish_ranking(uow: UnitOfWork, ranking: Ranking) -> SuggestionSet:
-    """Keep the ranking and emit suggestions.computed and consortium.proposed.
+async def publish_ranking(uow: UnitOfWork, ranking: Ranking, *, inputs: RankingInput, position: Position) -> bool:
+    """Keep the ranking and emit suggestions.computed and consortium.proposed — unless it is not news.
+
+    It is not news when the stored ranking was computed from the same target version and an index
+    that had read as much (the same input: the same result is out already) or more (this one is stale:
+    a replica that lags behind must not overwrite a fresher result). Returns whether it was published.
 
     Both events quote the companies' and the target's texts, so with many long texts they could
     outgrow what Kafka takes (docs/limits.md). Then their explanations are cut short, the ranking
     never; what is stored is what is published.
     """
+    if inputs.ranked_version == inputs.target_version:
+        stored = _stored_position(inputs)
+        if not not_older(position, stored) or dict(position) == stored:
+            log.info(
+                "%s %s: ranking from %s not published, the stored one is from %s",
+                inputs.target_type,
+                inputs.target_id,
+                position_text(position),
+                position_text(stored),
+            )
+            return False
     target = ranking.target
     common: dict[str, Any] = {
         "target_type": target.target_type,
@@ -217,19 +196,30 @@ async def publish_ranking(uow: UnitOfWork, ranking: Ranking) -> SuggestionSet:
                 target.id,
                 cap,
             )
-    stored = await uow.session.get(SuggestionSet, (target.target_type, target.id))
-    if stored is None:
-        stored = SuggestionSet(
+    stored_set = await uow.session.get(SuggestionSet, (target.target_type, target.id))
+    if stored_set is None:
+        stored_set = SuggestionSet(
             target_type=target.target_type, target_id=target.id, algorithm_version="", suggestions=[]
         )
-    stored.algorithm_version = ranking.algorithm_version
-    stored.suggestions = [i.model_dump(mode="json") for i in suggested.suggestions]
-    stored.consortia = [p.model_dump(mode="json") for p in proposed.proposals]
-    stored.computed_at = ranking.computed_at
-    uow.session.add(stored)
-    uow.emit(suggested, subject=target.id)
-    uow.emit(proposed, subject=target.id)
-    return stored
+    stored_set.algorithm_version = ranking.algorithm_version
+    stored_set.suggestions = [i.model_dump(mode="json") for i in suggested.suggestions]
+    stored_set.consortia = [p.model_dump(mode="json") for p in proposed.proposals]
+    stored_set.computed_at = ranking.computed_at
+    uow.session.add(stored_set)
+    inputs.ranked_version = inputs.target_version
+    inputs.index_position = {str(p): o for p, o in position.items()}
+    inputs.updated_at = utcnow()
+    uow.session.add(inputs)
+    for data in (suggested, proposed):
+        event_id = ranking_event_id(
+            data.event_type,
+            target,
+            target_version=inputs.target_version,
+            position=position,
+            algorithm=ranking.algorithm_version,
+        )
+        uow.emit(data, subject=target.id, event_id=event_id)
+    return True
 
 
 def _position(suggestions: list[dict[str, Any]], company_id: str) -> tuple[int, float] | None:
@@ -239,23 +229,8 @@ def _position(suggestions: list[dict[str, Any]], company_id: str) -> tuple[int, 
     return None
 
 
-async def company_changed(uow: UnitOfWork, engine: MatchingEngine, *, profile: CompanyProfile) -> int:
-    """Store a new or changed company; republish the targets where it enters, moves or leaves.
-
-    The index takes the company when the transaction commits. Returns how many targets were republished.
-    """
-    row = await uow.session.get(CompanyView, profile.id) or CompanyView(id=profile.id, profile={})
-    row.profile = profile.model_dump(mode="json")
-    row.updated_at = utcnow()
-    uow.session.add(row)
-    return await _company_change(uow, engine, CompanyChange(profile.id, profile))
-
-
-async def company_removed(uow: UnitOfWork, engine: MatchingEngine, *, company_id: str) -> int:
-    row = await uow.session.get(CompanyView, company_id)
-    if row is not None:
-        await uow.session.delete(row)
-    return await _company_change(uow, engine, CompanyChange(company_id, None))
+def _placings(suggestions: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(s["company_id"], int(s["rank"])) for s in suggestions]
 
 
 @dataclass(frozen=True)
@@ -265,8 +240,8 @@ class _Published:
     """The stored ranking (None when the target has none yet)."""
 
 
-async def _company_change(uow: UnitOfWork, engine: MatchingEngine, change: CompanyChange) -> int:
-    """Republish the open targets the change moves (ranked on a preview), then stage it for the index."""
+async def _owned_open_targets(uow: UnitOfWork, engine: MatchingEngine) -> list[_Published]:
+    """The open targets this replica ranks, with their stored rankings."""
     rows = (
         await uow.session.exec(
             select(TargetView, SuggestionSet)
@@ -279,15 +254,30 @@ async def _company_change(uow: UnitOfWork, engine: MatchingEngine, change: Compa
             .where(col(TargetView.open).is_(True))
         )
     ).all()
-    published = [
+    return [
         _Published(Target.model_validate(view.target), list(stored.suggestions) if stored else None)
         for view, stored in rows
+        if engine.owns(view.target_type, view.target_id)
     ]
+
+
+async def company_changed(
+    uow: UnitOfWork, engine: MatchingEngine, *, change: CompanyChange, partition: int, next_offset: int
+) -> int:
+    """A company registered, changed or left (its record at ``next_offset - 1`` of companies.v1 ``partition``).
+
+    Republishes the open targets *this replica owns* where the company enters, moves or leaves (ranked
+    on a preview of the change), then stages the change for the index. Returns how many were republished.
+    """
+    after = {**engine.position, partition: next_offset}
+    published = await _owned_open_targets(uow, engine)
     rankings = engine.preview(change, lambda: _rescore(engine, published, company_id=change.company_id))
+    count = 0
     for ranking in rankings:
-        await publish_ranking(uow, ranking)
-    engine.stage(uow, change)
-    return len(rankings)
+        inputs = await _inputs(uow, target_type=ranking.target.target_type, target_id=ranking.target.id)
+        count += await publish_ranking(uow, ranking, inputs=inputs, position=after)
+    engine.stage(uow, change, partition=partition, next_offset=next_offset)
+    return count
 
 
 def _rescore(engine: MatchingEngine, published: list[_Published], *, company_id: str) -> list[Ranking]:
@@ -309,6 +299,35 @@ def _rescore(engine: MatchingEngine, published: list[_Published], *, company_id:
         if new_pos != old_pos:
             rankings.append(compute_ranking(engine, target=item.target, ranked=ranked))
     return rankings
+
+
+async def owned_open_targets(uow: UnitOfWork, engine: MatchingEngine) -> list[tuple[str, str]]:
+    """(type, id) of every open target this replica ranks now."""
+    return [(p.target.target_type, p.target.id) for p in await _owned_open_targets(uow, engine)]
+
+
+async def refresh_target(uow: UnitOfWork, engine: MatchingEngine, *, target_type: str, target_id: str) -> bool:
+    """Rank an open target on the current index; publish when its placings differ from the stored ones.
+
+    What a replica does for the targets of the partitions it was just given: their previous owner may
+    have missed company changes it had not read yet, or this index may hold changes nobody ranked.
+    Placings are (company, rank): scores alone drift a little between replicas (each compacts its index
+    at its own moments, and unrelated companies shift the normalisers), which is not worth an event.
+    """
+    view = await uow.session.get(TargetView, (target_type, target_id))
+    if view is None or not view.open:
+        return False
+    inputs = await _inputs(uow, target_type=target_type, target_id=target_id)
+    if inputs.ranked_version == inputs.target_version and _stored_position(inputs) == dict(engine.position):
+        return False  # ranked from exactly this input already
+    target = Target.model_validate(view.target)
+    ranked = engine.rank(target)
+    stored = await uow.session.get(SuggestionSet, (target_type, target_id))
+    if stored is not None and _placings(stored.suggestions) == [(s.company_id, s.rank) for s in ranked]:
+        return False
+    return await publish_ranking(
+        uow, compute_ranking(engine, target=target, ranked=ranked), inputs=inputs, position=engine.position
+    )
 
 
 async def get_suggestions(uow: UnitOfWork, *, target_type: str, target_id: str) -> SuggestionSet | None:

@@ -1,4 +1,8 @@
-"""Thin adapters from Kafka events to matching use cases."""
+"""Thin adapters from Kafka events to matching use cases.
+
+Target events (projects.v1, calls.v1) come through the ``matching`` consumer group; company events
+are read by every replica through its own companies feed (``index_feed.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,8 @@ from services.matching.domain import MatchingEngine
 from shared.consumer import Handler
 from shared.events.base import CloudEvent
 from shared.events.calls import CallClosed, CallPublished, CallUpdated
-from shared.events.companies import CompanyRegistered, CompanyRemoved, CompanyUpdated
 from shared.events.projects import ProjectClosed, ProjectPosted, ProjectUpdated
 from shared.outbox import UnitOfWork
-
-
-def company_handlers(engine: MatchingEngine) -> Mapping[str, Handler]:
-    async def changed(uow: UnitOfWork, ce: CloudEvent, data: CompanyRegistered | CompanyUpdated) -> None:
-        await domain.company_changed(uow, engine, profile=domain.company_profile(data.company))
-
-    async def removed(uow: UnitOfWork, ce: CloudEvent, data: CompanyRemoved) -> None:
-        await domain.company_removed(uow, engine, company_id=data.company_id)
-
-    return {
-        CompanyRegistered.event_type: changed,
-        CompanyUpdated.event_type: changed,
-        CompanyRemoved.event_type: removed,
-    }
 
 
 def target_handlers(engine: MatchingEngine) -> Mapping[str, Handler]:

@@ -1,4 +1,8 @@
-"""The matching service's read models: companies and open targets, plus the latest results."""
+"""The matching service's tables: open targets, their latest results, and what those were computed from.
+
+Companies are not stored here: every replica holds all of them in memory, read from companies.v1
+(see ``index_feed.py``). These tables are shared by all replicas of the service.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,6 @@ from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 from shared.outbox import utcnow
-
-
-class CompanyView(SQLModel, table=True):
-    """A company profile as last seen on companies.v1."""
-
-    __tablename__ = "company_views"
-
-    id: str = Field(primary_key=True, max_length=36)
-    profile: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class TargetView(SQLModel, table=True):
@@ -44,3 +38,22 @@ class SuggestionSet(SQLModel, table=True):
     suggestions: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
     consortia: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     computed_at: datetime = Field(default_factory=utcnow)
+
+
+class RankingInput(SQLModel, table=True):
+    """What a target's stored ranking was computed from: the target's version and the index position.
+
+    ``target_version`` counts the target's events; ``ranked_version`` and ``index_position`` (companies.v1
+    partition → next offset) are those of the stored ranking. The same input gives the same ranking and
+    the same event ids, and a ranking from an older input never replaces a newer one (``domain``).
+    A table of its own, so a database of the previous release needs no migration.
+    """
+
+    __tablename__ = "ranking_inputs"
+
+    target_type: str = Field(primary_key=True, max_length=10)
+    target_id: str = Field(primary_key=True, max_length=100)
+    target_version: int = 0
+    ranked_version: int = -1
+    index_position: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)

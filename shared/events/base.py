@@ -100,9 +100,10 @@ def is_newer_version(event_type: str) -> bool:
     return version > max((v for _, v in filter(None, map(_name_and_version, EVENT_TYPES))), default=0)
 
 
-def envelope(data: EventData, *, source: str, subject: str) -> CloudEvent:
-    """Wrap event data in its CloudEvent."""
+def envelope(data: EventData, *, source: str, subject: str, event_id: str | None = None) -> CloudEvent:
+    """Wrap event data in its CloudEvent (a fresh random id unless ``event_id`` is given)."""
     return CloudEvent(
+        **({"id": event_id} if event_id is not None else {}),
         source=f"/services/{source}",
         type=data.event_type,
         subject=subject,

@@ -19,11 +19,18 @@ def portal() -> Iterator[ReplayServer]:
 
 
 @pytest.fixture(scope="module")
+def replicas() -> int:
+    """How many replicas of matching and alerts the module's platform runs (a module may parametrize it)."""
+    return 1
+
+
+@pytest.fixture(scope="module")
 def platform(
     kafka_broker: KafkaBroker,
     pg_admin_url: str,
     portal: ReplayServer,
     tmp_path_factory: pytest.TempPathFactory,
+    replicas: int,
 ) -> Iterator[Platform]:
     databases = Databases(pg_admin_url)
     prefix = topic_prefix()
@@ -34,6 +41,7 @@ def platform(
         prefix=prefix,
         log_dir=log_dir,
         portal_url=portal.endpoint,
+        replicas=replicas,
     )
     running.prefix = prefix  # type: ignore[attr-defined]
     try:

@@ -17,6 +17,8 @@ from tests.infra import Databases, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("registry", "projects", "calls", "matching", "alerts", "consortia")
+# Services that may run as several replicas (each replica after the first is "<name>-<n>").
+SCALABLE = ("matching", "alerts")
 AUTH_CACHE_TTL_S = 2  # short, so a test can watch a revocation reach every service
 
 
@@ -91,6 +93,10 @@ class Platform:
     def __getitem__(self, name: str) -> ServiceProcess:
         return self.services[name]
 
+    def replicas(self, service: str) -> list[ServiceProcess]:
+        """Every running replica of ``service`` (its first is named like the service)."""
+        return [svc for name, svc in self.services.items() if name == service or name.startswith(f"{service}-")]
+
     def client(self, name: str, token: str | None = None) -> httpx.Client:
         """A client for one service; with ``token`` it authenticates as that account."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -105,9 +111,20 @@ class Platform:
             svc.stop()
 
 
-def start_platform(*, databases: Databases, bootstrap: str, prefix: str, log_dir: Path, portal_url: str) -> Platform:
+def start_platform(
+    *, databases: Databases, bootstrap: str, prefix: str, log_dir: Path, portal_url: str, replicas: int = 1
+) -> Platform:
+    """Start every service; with ``replicas`` > 1, matching and alerts run that many replicas each.
+
+    Replicas of one service share its database and consumer groups. ``platform["matching"]`` is the
+    first replica, ``platform["matching-2"]`` the second, and so on.
+    """
     platform = Platform()
-    ports = {name: free_port() for name in SERVICES}
+    names = [
+        *SERVICES,
+        *(f"{name}-{n}" for name in SCALABLE for n in range(2, replicas + 1)),
+    ]
+    ports = {name: free_port() for name in names}
     base_env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -123,16 +140,22 @@ def start_platform(*, databases: Databases, bootstrap: str, prefix: str, log_dir
         "BONDGENOOT_REGISTRY_URL": f"http://127.0.0.1:{ports['registry']}",
         "AUTH_CACHE_TTL": str(AUTH_CACHE_TTL_S),
     }
-    for name in SERVICES:
+    urls = {name: databases.create(name) for name in SERVICES}
+    for name in names:
+        service = name.split("-", 1)[0]
         port = ports[name]
-        env = {**base_env, "HTTP_PORT": str(port), f"{name.upper()}_DATABASE_URL": databases.create(name)}
-        env.pop(f"{name.upper()}_HTTP_PORT", None)
-        platform.services[name] = ServiceProcess(name, port, env, log_dir / f"{name}.log")
-    for svc in platform.services.values():
-        svc.start()
+        env = {**base_env, "HTTP_PORT": str(port), f"{service.upper()}_DATABASE_URL": urls[service]}
+        env.pop(f"{service.upper()}_HTTP_PORT", None)
+        platform.services[name] = ServiceProcess(name, port, env, log_dir / f"{name}.log", module=f"services.{service}")
+    first = [svc for name, svc in platform.services.items() if name in SERVICES]
+    later = [svc for name, svc in platform.services.items() if name not in SERVICES]
     try:
-        for svc in platform.services.values():
-            svc.wait_healthy()
+        # Further replicas start once the first is healthy, i.e. once it created the shared tables.
+        for group in (first, later):
+            for svc in group:
+                svc.start()
+            for svc in group:
+                svc.wait_healthy()
     except Exception:
         platform.stop()
         raise

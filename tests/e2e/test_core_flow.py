@@ -28,6 +28,12 @@ pytestmark = pytest.mark.infra
 T = TypeVar("T")
 
 
+@pytest.fixture(scope="module", params=[1, 2], ids=["one-replica", "two-replicas"])
+def replicas(request: pytest.FixtureRequest) -> int:
+    """The core flow runs twice: one replica of matching and alerts, then two of each."""
+    return int(request.param)
+
+
 def eventually(check: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -213,12 +219,15 @@ def test_posting_a_project_yields_explained_suggestions_and_exactly_one_alert(
     records = asyncio.run(read_topic(kafka, "suggestions.v1", expect=10_000, timeout=5))
     computed = [r for r in records if json.loads(r.value)["type"] == "bondgenoot.suggestions.computed.v1"]
     asyncio.run(produce(kafka, "suggestions.v1", [(r.key, r.value) for r in computed]))
-    with platform.client("alerts") as c:
 
-        def duplicates() -> int:
-            return sum(v["duplicates"] for v in c.get("/healthz").json()["consumers"].values())
+    def duplicates() -> int:  # summed over the alerts replicas: the group splits the redeliveries
+        total = 0
+        for svc in platform.replicas("alerts"):
+            health = httpx.get(f"{svc.url}/healthz", timeout=10).json()
+            total += sum(v["duplicates"] for v in health["consumers"].values())
+        return total
 
-        eventually(lambda: duplicates() >= len(computed), what="redeliveries handled")
+    eventually(lambda: duplicates() >= len(computed), what="redeliveries handled")
     assert [a["target_id"] for a in alerts_of(platform, fit)].count(project) == 1
 
 
@@ -378,6 +387,7 @@ def test_invalid_input_is_rejected_field_by_field_and_writes_nothing(
 
 
 def test_matching_killed_mid_flow_loses_no_suggestion_and_duplicates_no_alert(platform: Platform) -> None:
+    """SIGKILL of (the first) matching replica; with two, the other takes its partitions over meanwhile."""
     tag = uuid.uuid4().hex[:6]
     fit = register(
         platform,
@@ -409,6 +419,27 @@ def test_matching_killed_mid_flow_loses_no_suggestion_and_duplicates_no_alert(pl
     )
     per_target = [a["target_id"] for a in alerts]
     assert sorted(per_target) == sorted(projects), "each project alerts the company exactly once"
+
+
+def test_matching_replicas_split_the_targets_and_each_indexes_every_company(platform: Platform, replicas: int) -> None:
+    if replicas < 2:
+        pytest.skip("one replica ranks every target")
+    prefix = platform.prefix  # type: ignore[attr-defined]
+    with platform.admin("registry") as c:
+        registered = c.get("/companies", params={"limit": 1}).json()["total"]
+
+    def matching_health() -> list[dict[str, Any]]:
+        return [httpx.get(f"{svc.url}/healthz", timeout=10).json() for svc in platform.replicas("matching")]
+
+    healths = eventually(
+        lambda: (h := matching_health()) and all(x["index"]["companies"] == registered for x in h) and h,
+        what="every replica indexing every registered company",
+    )
+    owned = [set(h["targets"]["partitions"]) for h in healths]
+    assert all(owned), f"a replica ranks nothing: {owned}"
+    assert set.intersection(*owned) == set(), "a partition has two owners"
+    expected = {f"{prefix}{topic}[{p}]" for topic in ("projects.v1", "calls.v1") for p in range(3)}
+    assert set.union(*owned) == expected
 
 
 def test_a_token_works_across_services_for_its_own_data_only_and_dies_everywhere_when_revoked(

@@ -1,8 +1,9 @@
-"""The matching service's in-memory index follows the database: it changes only after a commit.
+"""The matching service's in-memory index changes only after the transaction of its rankings commits.
 
 Real PostgreSQL. A company change is ranked inside its transaction (the published suggestions include
-it), but the index itself takes the change only once that transaction commits: a transaction that
-fails, or is retried, leaves the index exactly as a fresh load from the database would build it.
+it), but the index itself — and its position in companies.v1 — takes the change only once that
+transaction commits: a transaction that fails, or is retried, leaves the index exactly as a replica
+that replays the committed records would build it.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from services.matching import domain
-from services.matching.domain import MatchingEngine
+from services.matching.engine import CompanyChange, MatchingEngine
 from services.matching.matcher import CompanyProfile, Target
-from services.matching.models import CompanyView, SuggestionSet, TargetView
+from services.matching.models import RankingInput, SuggestionSet, TargetView
 from shared.db import Database
 from shared.events.suggestions import SuggestionsComputed
 from shared.outbox import OutboxRecord, UnitOfWorkFactory
@@ -47,19 +48,31 @@ def _ranked_ids(engine: MatchingEngine) -> list[tuple[str, float]]:
     return [(s.company_id, round(s.score, 6)) for s in engine.rank(SONAR)]
 
 
-async def _fresh(db: Database) -> MatchingEngine:
+def _replayed(*changes: CompanyChange) -> MatchingEngine:
+    """A replica that read these committed records of companies.v1 (partition 0) from the start."""
     engine = MatchingEngine(top_n=5)
-    await engine.load(db)
+    for offset, change in enumerate(changes):
+        engine.apply_now(change, partition=0, next_offset=offset + 1)
     return engine
 
 
+def _changed(uow, engine, profile: CompanyProfile, offset: int):  # type: ignore[no-untyped-def]
+    change = CompanyChange(profile.id, profile)
+    return domain.company_changed(uow, engine, change=change, partition=0, next_offset=offset + 1)
+
+
+def _removed(uow, engine, company_id: str, offset: int):  # type: ignore[no-untyped-def]
+    change = CompanyChange(company_id, None)
+    return domain.company_changed(uow, engine, change=change, partition=0, next_offset=offset + 1)
+
+
 async def test_the_index_changes_only_after_the_transaction_that_records_it_commits(databases: Databases) -> None:
-    db = Database(databases.create("matching_index"), tables=[OutboxRecord, CompanyView, TargetView, SuggestionSet])
+    db = Database(databases.create("matching_index"), tables=[OutboxRecord, TargetView, SuggestionSet, RankingInput])
     await db.create_tables()
     uows = UnitOfWorkFactory(db, source="matching")
     engine = MatchingEngine(top_n=5)
     async with uows() as uow:
-        await domain.company_changed(uow, engine, profile=FIRST)
+        await _changed(uow, engine, FIRST, 0)
         await uow.commit()
     async with uows() as uow:
         await domain.upsert_target(uow, engine, target=SONAR)
@@ -70,35 +83,39 @@ async def test_the_index_changes_only_after_the_transaction_that_records_it_comm
     # The sonar SME registers; the ranking in its transaction includes it, the index does not yet.
     with pytest.raises(TransactionFailed):
         async with uows() as uow:
-            assert await domain.company_changed(uow, engine, profile=SONAR_SME) == 1
+            assert await _changed(uow, engine, SONAR_SME, 1) == 1
             [published] = [e for e in uow.events if e.type == SuggestionsComputed.event_type]
             assert published.data["suggestions"][0]["company_id"] == "sonar-sme"
             assert "sonar-sme" not in engine.matcher and "sonar-sme" not in engine.profiles
             raise TransactionFailed("the commit never happened")
-    # The failed transaction left the index as the database is.
+    # The failed transaction left the index (and where it stands in companies.v1) as it was.
     assert "sonar-sme" not in engine.matcher and "sonar-sme" not in engine.profiles
-    assert _ranked_ids(engine) == committed == _ranked_ids(await _fresh(db))
+    assert engine.position == {0: 1}
+    first = CompanyChange(FIRST.id, FIRST)
+    assert _ranked_ids(engine) == committed == _ranked_ids(_replayed(first))
 
-    # The retry commits: now, and only now, the index has it; once, as a fresh load would.
+    # The retry commits: now, and only now, the index has it; once, as a replay would.
+    sme = CompanyChange(SONAR_SME.id, SONAR_SME)
     async with uows() as uow:
-        await domain.company_changed(uow, engine, profile=SONAR_SME)
+        await _changed(uow, engine, SONAR_SME, 1)
         assert "sonar-sme" not in engine.matcher
         await uow.commit()
-    assert "sonar-sme" in engine.matcher
-    assert _ranked_ids(engine) == _ranked_ids(await _fresh(db))
+    assert "sonar-sme" in engine.matcher and engine.position == {0: 2}
+    assert _ranked_ids(engine) == _ranked_ids(_replayed(first, sme))
 
     # A removal that does not commit leaves the company indexed.
     with pytest.raises(TransactionFailed):
         async with uows() as uow:
-            await domain.company_removed(uow, engine, company_id="sonar-sme")
+            await _removed(uow, engine, "sonar-sme", 2)
             raise TransactionFailed("rolled back")
-    assert "sonar-sme" in engine.matcher
-    assert _ranked_ids(engine) == _ranked_ids(await _fresh(db))
+    assert "sonar-sme" in engine.matcher and engine.position == {0: 2}
+    assert _ranked_ids(engine) == _ranked_ids(_replayed(first, sme))
     async with uows() as uow:
-        await domain.company_removed(uow, engine, company_id="sonar-sme")
+        await _removed(uow, engine, "sonar-sme", 2)
         await uow.commit()
     assert "sonar-sme" not in engine.matcher
-    assert _ranked_ids(engine) == _ranked_ids(await _fresh(db)) == committed
+    gone = CompanyChange("sonar-sme", None)
+    assert _ranked_ids(engine) == _ranked_ids(_replayed(first, sme, gone)) == committed
     await db.dispose()
 
 
@@ -109,5 +126,5 @@ def test_a_preview_cannot_span_an_await() -> None:
         return None
 
     with pytest.raises(TypeError, match="synchronous"):
-        engine.preview(domain.CompanyChange("x", FIRST), ranks_later)  # type: ignore[arg-type,return-value]
+        engine.preview(CompanyChange("x", FIRST), ranks_later)  # type: ignore[arg-type,return-value]
     assert "x" not in engine.matcher

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ from shared.auth import (
     token_digest,
 )
 from shared.settings import ServiceSettings
+from tests.infra import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_ADMIN = "a" * 40
@@ -165,14 +165,7 @@ def test_the_table_has_one_row_per_route_and_the_docs_show_it() -> None:
 
 
 def test_make_run_seeds_with_the_same_local_admin_token_the_services_accept() -> None:
-    spec = importlib.util.spec_from_file_location("local_run", ROOT / "deploy" / "local" / "run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
+    module = load_script(ROOT / "deploy" / "local" / "run.py", "local_run")
     assert module.DEV_ADMIN_TOKEN == DEV_ADMIN_TOKEN
 
 

@@ -17,8 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.matching.domain import CompanyChange, MatchingEngine, compute_ranking, project_target, publish_ranking
+from services.matching.domain import compute_ranking, project_target, publish_ranking
+from services.matching.engine import CompanyChange, MatchingEngine
 from services.matching.matcher import CompanyProfile
+from services.matching.models import RankingInput, SuggestionSet
 from services.matching.settings import MatchingSettings
 from services.projects.models import Project, ProjectCreate
 from services.registry.models import MAX_HISTORY_ITEMS, Company, CompanyCreate, CompanyUpdate
@@ -201,11 +203,14 @@ def _matching_inputs(companies: int) -> tuple[MatchingEngine, ProjectData]:
 
 
 class _Session:
+    def __init__(self) -> None:
+        self.added: list[Any] = []
+
     async def get(self, *_: Any) -> None:
         return None
 
-    def add(self, _: Any) -> None:
-        pass
+    def add(self, row: Any) -> None:
+        self.added.append(row)
 
 
 class _RecordingUnitOfWork:
@@ -215,7 +220,7 @@ class _RecordingUnitOfWork:
         self.session = _Session()
         self.sizes: dict[str, int] = {}
 
-    def emit(self, data: Any, *, subject: str) -> None:
+    def emit(self, data: Any, *, subject: str, event_id: str | None = None) -> None:
         self.sizes[type(data).__name__] = _event_size(data)
 
 
@@ -233,7 +238,9 @@ async def test_suggestions_and_consortia_over_companies_at_every_maximum_fit_wit
     )
     assert len(raw.model_dump_json().encode()) > MAX_EVENT_BYTES  # the inputs really are that large
     uow = _RecordingUnitOfWork()
-    stored = await publish_ranking(uow, ranking)  # type: ignore[arg-type]
+    inputs = RankingInput(target_type="project", target_id=project.id, target_version=1, index_position={})
+    assert await publish_ranking(uow, ranking, inputs=inputs, position=engine.position)  # type: ignore[arg-type]
+    (stored,) = [row for row in uow.session.added if isinstance(row, SuggestionSet)]
     assert uow.sizes["SuggestionsComputed"] <= MAX_EVENT_BYTES
     assert uow.sizes["ConsortiumProposed"] <= MAX_EVENT_BYTES
     # Explanations were cut, the ranking was not: the same companies, ranks and scores.
