@@ -8,7 +8,7 @@ DURATION ?= 300
 MATCHING_REPLICAS ?= 1
 FUZZ_EXAMPLES ?= 200
 
-.PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-delivery bench-portal bench-matching bench-matching-limits bench-matching-experiments bench-scale venv chaos chaos-ci lock lock-upgrade fuzz
+.PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-delivery bench-portal bench-matching bench-matching-limits bench-matching-experiments bench-scale bench-scale-out venv chaos chaos-ci lock lock-upgrade fuzz
 
 ## The virtualenv, installed from requirements.lock (exact versions and hashes), plus this checkout editable.
 venv: .venv/.installed
@@ -122,3 +122,9 @@ bench-matching-experiments: venv
 
 bench-scale: venv
 	$(PYTHON) -m bench.matching.scale
+
+## Matching as 1, 2 and 3 replicas on the real broker and PostgreSQL with $(COMPANIES) companies: index build,
+## ranking throughput, fail-over after a SIGKILL (services/matching/README.md, "Scale-out numbers").
+COMPANIES ?= 100000
+bench-scale-out: venv
+	$(PYTHON) -m bench.scale_out --companies $(COMPANIES)

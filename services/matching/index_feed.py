@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "matching.index"
 BATCH = 1000
+YIELD_EVERY_S = 0.05
 RECONNECT_MAX_S = 10.0
 
 
@@ -79,6 +80,7 @@ class IndexFeed:
         self.consecutive_dead_letters = 0
         self.held: dict[str, int] = {}
         self.halted: str | None = None
+        self._yielded = time.perf_counter()
 
     # -- what other parts of the replica wait for ------------------------------------------------
 
@@ -163,6 +165,11 @@ class IndexFeed:
                 for records in batch.values():
                     for record in records:
                         await self._handle(record)
+                        if time.perf_counter() - self._yielded > YIELD_EVERY_S:
+                            # A build applies records without awaiting anything: let the HTTP API and the
+                            # targets consumer's heartbeats run, or a long build looks like a dead replica.
+                            await asyncio.sleep(0)
+                            self._yielded = time.perf_counter()
                 if batch:
                     self._pulse()
         finally:

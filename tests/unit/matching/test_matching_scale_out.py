@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
+from bench.matching.generator import companies, targets
+from bench.scale_out import close_event, company_event, project_event
 from services.matching.engine import MatchingEngine, not_older, position_text
+from shared.consumer import decode_data, decode_envelope
+from shared.events.companies import CompanyRegistered
+from shared.events.projects import ProjectClosed, ProjectPosted
+from shared.json_bounds import JsonBounds
 from shared.kafka import partition_of
+from shared.parking import ParkedRecord
 from tests.infra import load_script
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -62,3 +69,16 @@ def test_make_run_with_two_replicas_starts_two_matching_and_two_alerts_processes
     ports = [port for _, _, port in plan]
     assert len(ports) == len(set(ports)), "two processes on one port"
     assert run.parse_args(["--replicas", "2"]).replicas == 2
+
+
+def test_the_scale_out_benchmark_writes_events_the_services_accept() -> None:
+    profile = next(iter(companies(1)))
+    for (key, value), kind in [
+        (company_event(profile), CompanyRegistered),
+        (project_event(targets(1)[0], "r1-00001"), ProjectPosted),
+        (close_event("r1-00001"), ProjectClosed),
+    ]:
+        data = decode_data(decode_envelope(ParkedRecord("t", 0, 0, key, value, []), JsonBounds()))
+        assert isinstance(data, kind)
+        if isinstance(data, CompanyRegistered):
+            assert data.company.capabilities == profile.capabilities
