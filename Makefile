@@ -5,7 +5,7 @@ DATA ?= ../shared/data/edf/edf_calls.json
 EVAL ?= EDF-2023
 
 DURATION ?= 300
-MATCHING_REPLICAS ?= 1
+MATCHING_REPLICAS ?= 2
 FUZZ_EXAMPLES ?= 200
 
 .PHONY: run test lint contracts messages node-deps kafka-up kafka-down kafka-cluster-up bench bench-delivery bench-portal bench-matching bench-matching-limits bench-matching-experiments bench-scale bench-scale-out venv chaos chaos-ci lock lock-upgrade fuzz
@@ -59,7 +59,7 @@ fuzz: venv
 	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration/test_api_fuzz.py
 
 ## The fault suite: own 3-broker cluster + PostgreSQL, all services, load, every fault; last line is JSON.
-## make chaos DURATION=600 is the soak; MATCHING_REPLICAS=2 once matching scales out (issue 13 §1). Needs root.
+## make chaos DURATION=600 is the soak; two matching replicas (MATCHING_REPLICAS=1 for one). Needs root.
 chaos: venv
 	CHAOS_MATCHING_REPLICAS=$(MATCHING_REPLICAS) $(PYTHON) -m tests.chaos --duration $(DURATION)
 

@@ -1,10 +1,9 @@
 """The platform under test: every service as a process on the suite's own cluster and PostgreSQL.
 
-Two alerts replicas always run. Matching runs as ONE replica today, because its index is in memory
-and per process (issue 13 §1 makes it scale out on consumer groups); ``matching_replicas=2``
-(``CHAOS_MATCHING_REPLICAS=2``, ``make chaos MATCHING_REPLICAS=2``) is the switch to flip once that
-lands. One service — the *network target* — reaches Kafka and PostgreSQL through latency proxies and a
-dedicated Kafka listener, so latency and partitions hit it alone.
+Two alerts replicas and two matching replicas run (matching scales out on Kafka's consumer groups,
+services/matching/README.md); ``CHAOS_MATCHING_REPLICAS=1`` (``make chaos MATCHING_REPLICAS=1``) runs
+one matching replica instead. One service — the *network target* — reaches Kafka and PostgreSQL
+through latency proxies and a dedicated Kafka listener, so latency and partitions hit it alone.
 """
 
 from __future__ import annotations
@@ -48,9 +47,8 @@ class Topology:
     """How many replicas run, and which one takes the network faults and the SIGSTOP."""
 
     alerts_replicas: int = 2
-    # SCALE-OUT SWITCH (issue 13 §1): 2 once matching replicas share targets through a consumer group.
-    # Until then two matching processes would each hold half an index and rank with it.
-    matching_replicas: int = 1
+    # Two: each reads all of companies.v1, the matching group splits the targets (issue 13 §1).
+    matching_replicas: int = 2
     network_target: str = "alerts-1"
     pause_target: str = "alerts-2"
     # Entry points replacing ``services.<service>`` for the checker's own tests: deliberately lossy
@@ -59,7 +57,7 @@ class Topology:
 
     @classmethod
     def from_env(cls) -> Topology:
-        matching = int(os.environ.get("CHAOS_MATCHING_REPLICAS", "1"))
+        matching = int(os.environ.get("CHAOS_MATCHING_REPLICAS", "2"))
         if matching < 1:
             raise ValueError("CHAOS_MATCHING_REPLICAS must be at least 1")
         return cls(matching_replicas=matching)
