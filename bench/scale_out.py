@@ -9,7 +9,12 @@ One run measures:
   one index, without Kafka or a database: what one core does;
 - **fail-over**: one of the three replicas is SIGKILLed and ``--failover-targets`` projects are written;
   the time until every target of the dead replica's partitions is ranked again (the group notices the
-  death after its session timeout, 10 s by default, then the survivors catch up).
+  death after its session timeout, 10 s by default, then the survivors catch up);
+- **nothing lost, nothing twice**: at the end, every ``suggestions.computed`` event on suggestions.v1 is
+  read back. Each target was posted once and no company changed after the builds, so each must have
+  exactly one ranking event id: ``lost`` counts targets with none, ``ranked_twice`` targets with more
+  than one id (a second ranking from another input, e.g. during a hand-over), ``redelivered`` records
+  that repeat an id already read (the outbox relay's at-least-once; consumers deduplicate by id).
 
 Companies and targets come from the synthetic generator of ``bench.matching`` (same as ``make bench-scale``).
 Kafka: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else a broker of its own (deploy/kafka/kafka.sh, ports 19792/3).
@@ -29,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +42,7 @@ from typing import Any, TypeVar
 
 import httpx
 import psycopg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.matching.generator import companies, targets
@@ -46,7 +52,9 @@ from services.matching.matcher import CompanyProfile, Target
 from shared.events.base import envelope
 from shared.events.companies import CompanyProfileData, CompanyRegistered
 from shared.events.projects import ProjectClosed, ProjectData, ProjectPosted
-from shared.kafka import all_topics, ensure_topics, partition_of
+from shared.events.suggestions import TOPIC as SUGGESTIONS_TOPIC
+from shared.events.suggestions import SuggestionsComputed
+from shared.kafka import all_topics, ensure_topics, partition_counts, partition_of
 from shared.settings import KafkaSettings
 from tests.e2e.platform import ServiceProcess
 from tests.infra import Databases, KafkaBroker, free_port, port_open, postgres_admin_url
@@ -117,6 +125,59 @@ async def produce(kafka: KafkaSettings, topic: str, records: Iterable[tuple[byte
     finally:
         await producer.stop()
     return sent
+
+
+async def read_topic(kafka: KafkaSettings, topic: str) -> list[dict[str, Any]]:
+    """Every record of ``topic`` up to its end offsets now, as the JSON of its value."""
+    name = kafka.topic(topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        count = (await partition_counts(kafka, [name]))[name]
+        partitions = [TopicPartition(name, p) for p in range(count)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        values: list[dict[str, Any]] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+            batch = await consumer.getmany(*partitions, timeout_ms=1000)
+            values.extend(json.loads(r.value) for records in batch.values() for r in records if r.value)
+        return values
+    finally:
+        await consumer.stop()
+
+
+def suggestion_events(kafka: KafkaSettings, ids: list[str]) -> dict[str, Any]:
+    """Lost and twice-ranked targets among ``ids``, from the suggestions.computed events on the topic.
+
+    The rankings are in the database before the outbox relay has published them: wait (up to a
+    minute) until every target has an event, then count.
+    """
+    wanted = set(ids)
+
+    def tally() -> tuple[dict[str, set[str]], int]:
+        ids_of: dict[str, set[str]] = defaultdict(set)
+        seen: Counter[str] = Counter()
+        for ce in asyncio.run(read_topic(kafka, SUGGESTIONS_TOPIC)):
+            if ce.get("type") == SuggestionsComputed.event_type and ce.get("subject") in wanted:
+                ids_of[ce["subject"]].add(ce["id"])
+                seen[ce["id"]] += 1
+        return ids_of, sum(n - 1 for n in seen.values())
+
+    deadline = time.monotonic() + 60
+    ids_of, redelivered = tally()
+    while len(ids_of) < len(wanted) and time.monotonic() < deadline:
+        time.sleep(1)
+        ids_of, redelivered = tally()
+    result = {
+        "targets": len(wanted),
+        "with_a_ranking_event": len(ids_of),
+        "lost": len(wanted) - len(ids_of),
+        "ranked_twice": sum(1 for events in ids_of.values() if len(events) > 1),
+        "redelivered": redelivered,
+    }
+    log(f"suggestions.computed on the topic: {result}")
+    return result
 
 
 async def delete_topics(kafka: KafkaSettings) -> None:
@@ -266,7 +327,7 @@ def add_replica(replicas: Replicas) -> dict[str, Any]:
     return build
 
 
-def throughput(replicas: Replicas, dsn: str, goals: list[Target], round_: str) -> dict[str, Any]:
+def throughput(replicas: Replicas, dsn: str, goals: list[Target], round_: str) -> tuple[dict[str, Any], list[str]]:
     """Write every target at once; time until all are ranked; then close them (no catch-up work later)."""
     ids = [f"{round_}-{i:05d}" for i in range(len(goals))]
     before = [processed(p) for p in replicas.alive()]
@@ -288,10 +349,10 @@ def throughput(replicas: Replicas, dsn: str, goals: list[Target], round_: str) -
         f"{result['replicas']} replica(s): {len(ids)} targets ranked in {result['seconds']} s = "
         f"{result['targets_per_s']} targets/s (ranked per replica: {share})"
     )
-    return result
+    return result, ids
 
 
-def failover(replicas: Replicas, dsn: str, goals: list[Target]) -> dict[str, Any]:
+def failover(replicas: Replicas, dsn: str, goals: list[Target]) -> tuple[dict[str, Any], list[str]]:
     """SIGKILL the last replica, write targets to every partition, time until the dead one's are ranked."""
     victim = replicas.alive()[-1]
     victim_partitions = {
@@ -320,7 +381,7 @@ def failover(replicas: Replicas, dsn: str, goals: list[Target]) -> dict[str, Any
         f"SIGKILL {victim.name}: its {len(orphans)} of {len(ids)} targets ranked {round(orphans_s, 1)} s "
         f"after the kill (all after {round(all_s, 1)} s)"
     )
-    return result
+    return result, ids
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,13 +423,17 @@ def main(argv: list[str] | None = None) -> int:
         del profiles
 
         report["index_builds"], report["throughput"] = [], []
+        posted: list[str] = []
         for n in range(1, args.max_replicas + 1):
             report["index_builds"].append(add_replica(replicas))
-            report["throughput"].append(throughput(replicas, dsn, goals, f"r{n}"))
+            row, ids = throughput(replicas, dsn, goals, f"r{n}")
+            report["throughput"].append(row)
+            posted += ids
         base = report["throughput"][0]["targets_per_s"]
         for row in report["throughput"]:
             row["speed_up"] = round(row["targets_per_s"] / base, 2)
-        report["failover"] = failover(replicas, dsn, targets(args.failover_targets, seed=13))
+        report["failover"], ids = failover(replicas, dsn, targets(args.failover_targets, seed=13))
+        report["suggestion_events"] = suggestion_events(kafka, posted + ids)
         report["cpu_cores"] = os.cpu_count()
         report["load_average_1m_at_end"] = round(os.getloadavg()[0], 1)
         builds = [b["build_s"] for b in report["index_builds"]]
