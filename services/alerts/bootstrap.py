@@ -34,6 +34,9 @@ def build(settings: AlertsSettings | None = None) -> tuple[FastAPI, ServiceRunti
         SUGGESTIONS_GROUP,
         topics=[SUGGESTIONS_TOPIC],
         handlers={SuggestionsComputed.event_type: domain.on_suggestions_computed},
+        # >1: partitions in parallel, each in order (one target's suggestions stay ordered); raising
+        # alerts mostly waits on the database, and one worker capped a process near 30 alerts/s.
+        workers=settings.suggestion_workers,
     )
     delivery = DeliveryService(settings, runtime.uow)
     delivery.register(runtime)  # delivery + retry consumers, digest loop (services/alerts/README.md)

@@ -42,6 +42,14 @@ class AlertsSettings(ServiceSettings):
         validation_alias="ALERTS_DELIVERY_WORKERS",
         description="Consumers of alerts.deliveries.v1 per process; more than TOPIC_PARTITIONS idle",
     )
+    # 1 by default (as before); raising it is measured in services/alerts/README.md.
+    suggestion_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        validation_alias="ALERTS_SUGGESTION_WORKERS",
+        description="Consumers of suggestions.v1 per process (alerts raised in parallel per partition)",
+    )
     retry_delays_s: Annotated[tuple[float, ...], NoDecode] = Field(
         (15.0, 60.0, 240.0), validation_alias="ALERTS_RETRY_DELAYS"
     )
