@@ -265,6 +265,9 @@ class Endpoint:
     note: str = ""
 
 
+SERVICES = ("registry", "projects", "calls", "matching", "alerts", "consortia")
+"""Every service; each serves the operator endpoints of shared/ops.py."""
+
 ACCESS_TABLE: tuple[Endpoint, ...] = (
     # registry: companies and accounts
     Endpoint("registry", "POST", "/companies", Access.REGISTER, "self-registration; returns `api_token` once"),
@@ -337,7 +340,17 @@ ACCESS_TABLE: tuple[Endpoint, ...] = (
     # every service (shared/ops.py)
     *(
         Endpoint(service, "GET", "/ops/dead-letters", Access.ADMIN, "records in the DLQs of what it consumes")
-        for service in ("registry", "projects", "calls", "matching", "alerts", "consortia")
+        for service in SERVICES
+    ),
+    *(
+        Endpoint(service, "GET", "/ops/parked-events", Access.ADMIN, "events its consumers parked")
+        for service in SERVICES
+    ),
+    *(
+        Endpoint(
+            service, "POST", "/ops/parked-events/{parked_id}/discard", Access.ADMIN, "to the DLQ; its subject moves on"
+        )
+        for service in SERVICES
     ),
     # every service: its outbox rows the broker refused for good (shared.outbox_admin)
     *(

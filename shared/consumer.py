@@ -10,9 +10,10 @@ Contract of :class:`EventProcessor.process`, the heart of every Kafka handler in
    * a known type with a handler is applied (3.); a known type without one is none of our business;
    * a *newer version* than we know (``…v2`` of a ``…v1`` type, or a version above every version we
      know) is **parked** (:mod:`shared.parking`): kept in this consumer's table, counted in
-     ``/healthz``, not dead-lettered and not counted towards the halt (5.). A producer may thus be
-     upgraded before its consumers. Later events of the same subject park behind it, so a subject's
-     events still apply in order once this consumer is upgraded and drains them;
+     ``/healthz`` and listed at ``/ops/parked-events``, not dead-lettered and not counted towards
+     the halt (5.). A producer may thus be upgraded before its consumers. Later events of the same
+     subject park behind it, so a subject's events still apply in order once this consumer is
+     upgraded and drains them (an operator can discard one that will never be understood);
    * a completely unknown type (a name no contract has, at a version we know) is a producer bug:
      it is dead-lettered (``unknown-event-type``). A new event type is rolled out consumers first.
 3. The handler runs inside a :class:`UnitOfWork` together with an inbox row keyed by

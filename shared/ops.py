@@ -1,23 +1,29 @@
-"""Operator endpoints every service shares: how many records wait in its dead-letter topics.
+"""Operator endpoints every service shares: its dead-letter topics and its consumers' parked events.
 
 ``GET /ops/dead-letters`` (admins only) counts the records in ``<topic>.dlq`` for every topic this
 service consumes: the sum over partitions of end offset minus beginning offset (retention may have
 removed older ones). The portal's admin page shows it beside ``/healthz``'s outbox backlog.
+
+``GET /ops/parked-events`` lists the events this service's consumers parked (a newer version than
+they know, and what waits behind it: ``shared.parking``); ``POST /ops/parked-events/{id}/discard``
+gives one up (its producer was rolled back, say): it goes to the DLQ and its subject moves on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from pydantic import BaseModel, Field
 
 from shared.api_docs import errors
 from shared.auth import Access, require
 from shared.kafka import DLQ_SUFFIX
+from shared.parking import ParkedNotFound, get_parked, list_parked
 from shared.settings import KafkaSettings
 
 router = APIRouter(tags=["operations"])
@@ -81,3 +87,63 @@ async def dead_letters(request: Request) -> DeadLetters:
     except Exception as exc:  # Kafka is away: say so rather than a 500
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Kafka unavailable: {type(exc).__name__}") from exc
     return DeadLetters(total=sum(counts.values()), topics=counts)
+
+
+class ParkedEventOut(BaseModel):
+    """An event a consumer keeps until it understands it, or that waits behind such an event."""
+
+    id: int
+    consumer: str
+    event_type: str
+    event_id: str
+    subject: str
+    topic: str
+    partition: int
+    offset: int
+    reason: str = Field(description="newer-version, or behind-parked (an earlier event of its subject is parked)")
+    parked_at: datetime
+
+
+class ParkedEvents(BaseModel):
+    total: int
+    items: list[ParkedEventOut]
+
+
+class Discard(BaseModel):
+    reason: str = Field(min_length=1, max_length=500, description="Why it is given up; kept as dlq.error")
+
+
+class Discarded(BaseModel):
+    subject_free: bool = Field(description="Whether the events that waited behind it have been applied now")
+
+
+@router.get("/ops/parked-events", response_model=ParkedEvents, dependencies=[Depends(require(Access.ADMIN))])
+async def parked_events(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> ParkedEvents:
+    """Events this service's consumers parked, oldest first."""
+    rows, total = await list_parked(request.app.state.runtime.db, limit=limit, offset=offset)
+    return ParkedEvents(total=total, items=[ParkedEventOut.model_validate(r, from_attributes=True) for r in rows])
+
+
+@router.post(
+    "/ops/parked-events/{parked_id}/discard",
+    response_model=Discarded,
+    dependencies=[Depends(require(Access.ADMIN))],
+    responses={404: {"description": "No parked event with this id"}},
+)
+async def discard_parked_event(
+    parked_id: Annotated[int, Path(ge=1, le=2**62)], body: Discard, request: Request
+) -> Discarded:
+    """Give up a parked event: it goes to the DLQ (``discarded-from-park``) and its subject moves on."""
+    runtime = request.app.state.runtime
+    try:
+        row = await get_parked(runtime.db, parked_id)
+        processor = next((p for p in runtime.processors if p.consumer == row.consumer), None)
+        if processor is None:  # parked by a consumer this version of the service no longer runs
+            raise ParkedNotFound(parked_id)
+        return Discarded(subject_free=await processor.discard_parked(parked_id, reason=body.reason))
+    except ParkedNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no parked event with this id") from exc

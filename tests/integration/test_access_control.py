@@ -949,8 +949,27 @@ def _dead_letters(service: str) -> Builder:
     return build
 
 
+def _parked_events(service: str) -> Builder:
+    async def build(w: World, caller: Actor, own: bool) -> Req:
+        return Req(service, "GET", "/ops/parked-events", secrets=['"total"'], shown=['"total":0'])
+
+    return build
+
+
+def _discard_parked(service: str) -> Builder:
+    # Nothing is parked in this world: an admin gets through to the lookup (404), nobody else gets that far.
+    async def build(w: World, caller: Actor, own: bool) -> Req:
+        url = "/ops/parked-events/4711/discard"
+        body = {"reason": "walked"}
+        return Req(service, "POST", url, body=body, ok=404, secrets=["no parked event"], shown=["no parked event"])
+
+    return build
+
+
 for _service in SERVICES:
     builds(_service, "GET", "/ops/dead-letters")(_dead_letters(_service))
+    builds(_service, "GET", "/ops/parked-events")(_parked_events(_service))
+    builds(_service, "POST", "/ops/parked-events/{parked_id}/discard")(_discard_parked(_service))
 
 
 async def open_stream(app: FastAPI, url: str, headers: dict[str, str]) -> tuple[int, str]:
