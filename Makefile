@@ -103,8 +103,9 @@ bench-delivery: venv
 	$(PYTHON) -m bench.alerts_webhook --rate $(RATE) --alerts $(ALERTS)
 
 ## What the web portal adds to the API time per page, with 10,000 registered companies (median, p99).
+## make bench-portal [ARGS="--companies 2000 --requests 300"]; KAFKA_BOOTSTRAP_SERVERS picks a running broker.
 bench-portal: venv
-	$(PYTHON) -m bench.portal
+	$(PYTHON) -m bench.portal $(ARGS)
 
 ## Matching quality on real EDF consortia:
 ## make bench-matching DATA=<path> EVAL=<topic-id prefix> [PROTOCOL=temporal|loo] [ARGS=--ablation]

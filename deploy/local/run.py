@@ -620,23 +620,25 @@ def print_urls(
     running: set[str], kafka_bootstrap: str, replay_url: str | None, logins: Mapping[str, str] | None = None
 ) -> None:
     print("\n=== Where things are")
+    admin = (
+        f"Authorization: Bearer {DEV_ADMIN_TOKEN}  (local default; docs/security.md)"
+        if admin_token() == DEV_ADMIN_TOKEN
+        else "Authorization: Bearer $BONDGENOOT_ADMIN_TOKEN"
+    )
     if "portal" in running:
-        print(f"web portal http://{HOST}:{PORTAL_PORT}   (log in by pasting a token below)")
+        # The logins side by side: open the portal, paste one of these at /login.
+        print(f"web portal http://{HOST}:{PORTAL_PORT}   (log in at /login by pasting a token below)")
         for who, token in (logins or {}).items():
             print(f"  {who}: {token}")
+        print(f"  admin: {admin.removeprefix('Authorization: Bearer ')}")
     for name, port in SERVICES.items():
         state = "" if name in running else "  (not running)"
         print(f"{name:<9} http://{HOST}:{port}/docs{state}")
     print(f"Kafka     {kafka_bootstrap}")
     if replay_url:
-        print(f"portal    {replay_url} (replay of services/calls/replay/data)")
+        print(f"EU calls  {replay_url} (replay of services/calls/replay/data)")
     print(f"logs      {rel(LOG_DIR)}/<name>.log")
-    if "portal" in running:
-        print(f"portal log in as admin with the admin token below at http://{HOST}:{PORTAL_PORT}/login")
-    if admin_token() == DEV_ADMIN_TOKEN:
-        print(f"admin     Authorization: Bearer {DEV_ADMIN_TOKEN}  (local default; docs/security.md)")
-    else:
-        print("admin     Authorization: Bearer $BONDGENOOT_ADMIN_TOKEN")
+    print(f"admin     {admin}")
 
 
 def seed_and_summarise(
