@@ -132,7 +132,7 @@ async def parked_events(
     "/ops/parked-events/{parked_id}/discard",
     response_model=Discarded,
     dependencies=[Depends(require(Access.ADMIN))],
-    responses={404: {"description": "No parked event with this id"}},
+    responses=errors(404, d404="No parked event with this id"),
 )
 async def discard_parked_event(
     parked_id: Annotated[int, Path(ge=1, le=2**62)], body: Discard, request: Request
