@@ -118,6 +118,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/consortia"): {"target_type": "project", "target_id": MISSING_UUID},
     ("POST", "/consortia/{consortium_id}/invitations"): {"company_id": MISSING_UUID},
     ("POST", "/consortia/{consortium_id}/outcome"): {"status": "submitted"},
+    ("POST", "/ops/parked-events/{parked_id}/discard"): {"reason": "probe"},
 }
 
 
