@@ -95,12 +95,25 @@ def test_call_and_company_pages(page: Page, world: dict[str, str]) -> None:
         _check(page, f"/calls/{world['call_id']}")
 
 
-def test_company_pages(page: Page, world: dict[str, str]) -> None:
+def test_company_pages(page: Page, live: Live, world: dict[str, str]) -> None:
     log_in(page, world["company_token"])
     for path in ["/inbox", "/companies/me", "/subscription", "/invitations", "/consortia"]:
         _check(page, path)
     if world["call_id"]:
         _check(page, f"/calls/{world['call_id']}")
+    _check(page, f"/inbox/{_first_alert(live, world)}")  # the opportunity page of an alert
+
+
+def _first_alert(live: Live, world: dict[str, str], timeout_s: float = 90.0) -> str:
+    """The id of the company's first alert (the world's project reaches it through matching and alerts)."""
+    deadline = time.monotonic() + timeout_s
+    with live.api("alerts", world["company_token"]) as c:
+        while time.monotonic() < deadline:
+            items = c.get(f"/companies/{world['company_id']}/alerts", params={"limit": 1}).json()["items"]
+            if items:
+                return str(items[0]["id"])
+            time.sleep(0.5)
+    raise AssertionError(f"no alert for the company within {timeout_s:.0f}s")
 
 
 def test_institute_pages(page: Page, world: dict[str, str]) -> None:
