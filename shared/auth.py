@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,6 +43,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.ratelimit import SlidingWindowLimiter
 from shared.settings import Environment, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -470,51 +471,8 @@ class RegistryIntrospection:
 # --------------------------------------------------------------------------- failed-authentication limit
 
 
-class FailureLimiter:
-    """At most ``limit`` failed authentications per client within ``window_s``; then 429 until they age out."""
-
-    def __init__(
-        self,
-        limit: int,
-        *,
-        window_s: float = FAILURE_WINDOW_S,
-        max_clients: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._max_clients = max_clients
-        self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, client: str, now: float) -> deque[float] | None:
-        times = self._failures.get(client)
-        if times is None:
-            return None
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        if not times:
-            del self._failures[client]
-            return None
-        return times
-
-    def retry_after(self, client: str) -> float | None:
-        """Seconds until ``client`` may try again, or None when it is below the limit."""
-        now = self._clock()
-        times = self._recent(client, now)
-        if times is None or len(times) < self.limit:
-            return None
-        return max(0.0, times[-self.limit] + self.window_s - now)
-
-    def record(self, client: str) -> None:
-        now = self._clock()
-        if len(self._failures) >= self._max_clients:
-            for other in list(self._failures):
-                self._recent(other, now)
-            if len(self._failures) >= self._max_clients:  # still full: forget the oldest offenders
-                for other in list(self._failures)[: self._max_clients // 10 or 1]:
-                    del self._failures[other]
-        self._failures.setdefault(client, deque()).append(now)
+# One sliding window of failures per client address (shared.ratelimit).
+FailureLimiter = SlidingWindowLimiter
 
 
 # --------------------------------------------------------------------------- the guard
@@ -540,7 +498,7 @@ class AuthGuard:
         self._admin_digest = token_digest(admin_token)
         self._internal_digest = token_digest(internal_token)
         self.resolver = resolver
-        self.limiter = FailureLimiter(failure_limit, clock=clock)
+        self.limiter = FailureLimiter(failure_limit, window_s=FAILURE_WINDOW_S, clock=clock)
 
     @classmethod
     def for_service(

@@ -50,6 +50,7 @@ from services.alerts.delivery_models import (
     SubscriptionChannel,
     WebhookChannelIn,
 )
+from services.alerts.destination import DestinationPolicy
 from services.alerts.mail import SmtpMailer, alert_email, digest_email
 from services.alerts.models import Alert, AlertPublic, Subscription
 from services.alerts.settings import AlertsSettings
@@ -58,6 +59,7 @@ from services.alerts.webhook import WebhookSender
 from shared.events.alerts import AlertRaised
 from shared.events.base import CloudEvent
 from shared.outbox import UnitOfWork, UnitOfWorkFactory, as_utc, utcnow
+from shared.ratelimit import SlidingWindowLimiter
 from shared.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,10 @@ class DeliveryNotFound(LookupError):
 
 class DeliveryInProgress(RuntimeError):
     """A job for this delivery is still queued: redelivering now would send it twice."""
+
+
+class AlreadyDelivered(RuntimeError):
+    """The delivery was delivered: sending it again needs an explicit ``force``."""
 
 
 # --- jobs: the alert's event, addressed to a delivery, on a delivery topic ---
@@ -218,9 +224,14 @@ async def put_email_channel(uow: UnitOfWork, *, company_id: str, data: EmailChan
 
 
 async def put_webhook_channel(
-    uow: UnitOfWork, *, company_id: str, data: WebhookChannelIn
+    uow: UnitOfWork, *, company_id: str, data: WebhookChannelIn, policy: DestinationPolicy
 ) -> tuple[SubscriptionChannel, str]:
-    """Set (or replace) the webhook; every PUT issues a new secret, returned here and never again."""
+    """Set (or replace) the webhook; every PUT issues a new secret, returned here and never again.
+
+    Raises :class:`DestinationRefused` for a URL the destination policy refuses (where it points now;
+    every delivery checks again at connection time).
+    """
+    await policy.check_destination(str(data.url))
     secret = new_webhook_secret()
     row = await _upsert_channel(uow, company_id, "webhook", url=str(data.url), signing_secret=secret)
     return row, secret
@@ -297,7 +308,11 @@ class DeliveryService:
     ) -> None:
         self.settings = settings
         self._uow = uow
-        self.sender = sender or WebhookSender(timeout_s=settings.webhook_timeout_s)
+        self.destinations = DestinationPolicy.from_settings(
+            allow=settings.webhook_allow, local_mode=settings.local_mode
+        )
+        self.sender = sender or WebhookSender(timeout_s=settings.webhook_timeout_s, policy=self.destinations)
+        self.redeliveries = SlidingWindowLimiter(settings.redeliver_limit)
         self.mailer = mailer or SmtpMailer(settings)
         self.levels = len(settings.retry_delays_s)
 
@@ -464,8 +479,11 @@ class DeliveryService:
 
     # -- redelivery --
 
-    async def redeliver(self, delivery_id: str) -> tuple[Delivery, str]:
-        """Queue a fresh job for a delivery that is not already queued; returns it and the job id."""
+    async def redeliver(self, delivery_id: str, *, force: bool = False) -> tuple[Delivery, str]:
+        """Queue a fresh job for a delivery that is not already queued; returns it and the job id.
+
+        A delivered delivery is sent again only with ``force`` (the receiver asked for it again).
+        """
         async with self._uow() as uow:
             delivery = (
                 await uow.session.exec(select(Delivery).where(col(Delivery.id) == delivery_id).with_for_update())
@@ -474,6 +492,8 @@ class DeliveryService:
                 raise DeliveryNotFound(delivery_id)
             if delivery.status in ("pending", "retrying"):
                 raise DeliveryInProgress(f"delivery {delivery_id} is {delivery.status}")
+            if delivery.status == "delivered" and not force:
+                raise AlreadyDelivered(f"delivery {delivery_id} was delivered; add force=true to send it again")
             entry = (
                 await uow.session.exec(select(AlertLogEntry).where(col(AlertLogEntry.alert_id) == delivery.alert_id))
             ).one()

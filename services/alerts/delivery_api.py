@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
@@ -35,6 +36,7 @@ from services.alerts.delivery_models import (
     WebhookChannelCreated,
     WebhookChannelIn,
 )
+from services.alerts.destination import DestinationRefused
 from services.alerts.models import UUID_PATTERN, Subscription
 from services.alerts.signing import InvalidToken, read_unsubscribe_token
 from services.alerts.stream import StreamHub, alert_events
@@ -127,12 +129,21 @@ async def put_email_channel(company_id: CompanyIdPath, body: EmailChannelIn, req
 async def put_webhook_channel(
     company_id: CompanyIdPath, body: WebhookChannelIn, request: Request
 ) -> WebhookChannelCreated:
-    """POST each alert to ``url``. The response holds a new signing secret: it is shown only this once."""
+    """POST each alert to ``url``. The response holds a new signing secret: it is shown only this once.
+
+    ``url`` must be ``https`` and point at a public address (docs/security.md, "Webhook destinations").
+    """
     async with _uow(request)() as uow:
         try:
-            row, secret = await domain.put_webhook_channel(uow, company_id=company_id.lower(), data=body)
+            row, secret = await domain.put_webhook_channel(
+                uow, company_id=company_id.lower(), data=body, policy=_service(request).destinations
+            )
         except domain.SubscriptionNotFound as exc:
             raise _not_subscribed() from exc
+        except DestinationRefused as exc:
+            raise RequestValidationError(
+                [{"type": "webhook_destination", "loc": ("body", "url"), "msg": exc.reason, "input": str(body.url)}]
+            ) from exc
         await uow.commit()
         return WebhookChannelCreated.model_validate(
             {**_channel_fields(row), "secret": secret},
@@ -242,10 +253,25 @@ async def get_delivery(delivery_id: DeliveryIdPath, request: Request, principal:
     response_model=Redelivery,
     status_code=status.HTTP_202_ACCEPTED,
     tags=["deliveries"],
-    responses=errors(404, 409, d409="The delivery is still queued (pending or retrying)"),
+    responses=errors(
+        404,
+        409,
+        429,
+        d409="The delivery is still queued (pending or retrying), or delivered and not forced",
+        d429="Too many redeliveries by this account in the last minute (see Retry-After)",
+    ),
 )
-async def redeliver(delivery_id: DeliveryIdPath, request: Request, principal: Caller) -> Redelivery:
-    """Queue the delivery again (e.g. after the receiver recovered); it starts a fresh retry ladder."""
+async def redeliver(
+    delivery_id: DeliveryIdPath,
+    request: Request,
+    principal: Caller,
+    force: Annotated[bool, Query(description="Send a delivered delivery again (otherwise 409)")] = False,
+) -> Redelivery:
+    """Queue the delivery again (e.g. after the receiver recovered); it starts a fresh retry ladder.
+
+    Limited to ``ALERTS_REDELIVER_LIMIT`` calls per account per minute.
+    """
+    _limit_redeliveries(_service(request), principal)
     async with _uow(request)() as uow:
         try:
             row, _ = await domain.get_delivery(uow, delivery_id=delivery_id.lower())
@@ -253,12 +279,25 @@ async def redeliver(delivery_id: DeliveryIdPath, request: Request, principal: Ca
             raise HTTPException(status.HTTP_404_NOT_FOUND, "delivery not found") from exc
         _check_owner(principal, row.company_id)
     try:
-        row, job_id = await _service(request).redeliver(delivery_id.lower())
+        row, job_id = await _service(request).redeliver(delivery_id.lower(), force=force)
     except domain.DeliveryNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "delivery not found") from exc
-    except domain.DeliveryInProgress as exc:
+    except (domain.DeliveryInProgress, domain.AlreadyDelivered) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return Redelivery(delivery=_delivery(row), job_id=job_id)
+
+
+def _limit_redeliveries(service: DeliveryService, principal: Principal | None) -> None:
+    """Every redeliver call counts against the caller's account; over the limit: 429 with Retry-After."""
+    account = principal.account_id if principal is not None else "anonymous"
+    wait = service.redeliveries.retry_after(account)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"at most {service.redeliveries.limit} redeliveries per minute; try again later",
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    service.redeliveries.record(account)
 
 
 # --- one-click unsubscribe (RFC 8058): no login, the token is the credential ---

@@ -22,6 +22,7 @@ from pydantic import Field as PField
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from services.alerts.text import single_line
 from shared.outbox import utcnow
 from shared.validation import Email
 
@@ -114,15 +115,27 @@ class DeliveryAttempt(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+EXCERPT_CHARS = 300
+"""The most of a receiver's answer or an error message the attempt log keeps (one line)."""
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What one send attempt did: delivered, or failed and whether trying again could help."""
+    """What one send attempt did: delivered, or failed and whether trying again could help.
+
+    ``error`` is what the attempt log and the delivery show: a single line of at most
+    ``EXCERPT_CHARS`` characters, whatever the receiver or the exception said.
+    """
 
     ok: bool
     retryable: bool = False
     status_code: int | None = None
     error: str | None = None
     latency_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.error is not None:
+            object.__setattr__(self, "error", single_line(self.error, EXCERPT_CHARS))
 
 
 # --- API models ---

@@ -35,6 +35,15 @@ class AlertsSettings(ServiceSettings):
     )
 
     webhook_timeout_s: float = Field(10.0, gt=0, validation_alias="ALERTS_WEBHOOK_TIMEOUT")
+    webhook_allow: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        validation_alias="ALERTS_WEBHOOK_ALLOW",
+        description="Hosts and networks webhooks may reach although they are not public (local development, "
+        "tests): e.g. '127.0.0.1,receiver.lan,10.0.0.0/8'. Empty: public addresses only",
+    )
+    redeliver_limit: int = Field(
+        30, ge=1, validation_alias="ALERTS_REDELIVER_LIMIT", description="Redeliveries per account per minute"
+    )
     delivery_workers: int = Field(
         3,
         ge=1,
@@ -59,6 +68,17 @@ class AlertsSettings(ServiceSettings):
     digest_poll_interval_s: float = Field(60.0, gt=0, validation_alias="ALERTS_DIGEST_POLL_INTERVAL")
 
     stream_poll_interval_s: float = Field(1.0, gt=0, validation_alias="ALERTS_STREAM_POLL_INTERVAL")
+    stream_max_per_account: int = Field(
+        5, ge=1, validation_alias="ALERTS_STREAM_MAX_PER_ACCOUNT", description="Open live streams per account"
+    )
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _parse_allow(cls, value: Any) -> Any:
+        """Accept "127.0.0.1, receiver.lan" (the environment) as well as a list."""
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
 
     @field_validator("retry_delays_s", mode="before")
     @classmethod
@@ -81,6 +101,11 @@ class AlertsSettings(ServiceSettings):
         if self.env == "production" and not self.token_secret:
             raise ValueError("BONDGENOOT_ENV=production needs ALERTS_TOKEN_SECRET (it signs unsubscribe links)")
         return self
+
+    @property
+    def local_mode(self) -> bool:
+        """Local development and tests (not production): plain-http webhooks and development secrets allowed."""
+        return self.env != "production"
 
     @property
     def unsubscribe_key(self) -> bytes:

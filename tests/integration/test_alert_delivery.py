@@ -8,299 +8,41 @@ receiver started here that checks signatures with its own code, written from ser
 from __future__ import annotations
 
 import asyncio
-import email
-import hashlib
-import hmac
 import json
 import re
-import threading
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.policy import default as default_policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
-from aiosmtpd.controller import Controller
-from fastapi import FastAPI
 
-from services.alerts.bootstrap import build
-from services.alerts.delivery import DeliveryService
-from services.alerts.settings import AlertsSettings
-from shared.events.base import envelope
-from shared.events.suggestions import CapabilityMatch, MatchReasons, SuggestionItem, SuggestionsComputed
-from shared.runtime import ServiceRuntime
 from shared.settings import KafkaSettings
-from tests.infra import Databases, admin_headers, free_port, wait_for
-from tests.integration.kafka_tools import produce, read_topic
+from tests.infra import wait_for
+from tests.integration.alerts_harness import (
+    PUBLIC,
+    RETRY_DELAYS,
+    WEBHOOK_TIMEOUT_S,
+    Mailbox,
+    Receiver,
+    Service,
+    company,
+    deliveries,
+    delivery_detail,
+    equals,
+    has_failed,
+    inbox_total,
+    parts,
+    put_webhook,
+    raise_alert,
+    subscribe,
+    verify_signature,
+    was_delivered,
+)
+from tests.integration.kafka_tools import read_topic
 
 pytestmark = pytest.mark.infra
-
-RETRY_DELAYS = "0.3,0.6,1.2"
-WEBHOOK_TIMEOUT_S = 0.5
-PUBLIC = "https://bondgenoot.example"
-
-
-# --------------------------------------------------------------------------- a local SMTP server
-
-
-class Mailbox:
-    """aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope_: Any) -> str:
-        msg = email.message_from_bytes(envelope_.content, policy=default_policy)
-        self.messages.append((list(envelope_.rcpt_tos), msg))  # type: ignore[arg-type]
-        return "250 OK"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for rcpts, m in self.messages if address in rcpts]
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box, port
-    finally:
-        controller.stop()
-
-
-# --------------------------------------------------------------------------- a local webhook receiver
-
-
-def verify_signature(secret: str, headers: Any, body: bytes, *, tolerance_s: int = 300) -> bool:
-    """A receiver's check, written from the README alone: HMAC-SHA256 over "{timestamp}.{body}"."""
-    timestamp = headers.get("Bondgenoot-Timestamp", "")
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > tolerance_s:
-        return False
-    expected = hmac.new(secret.encode("utf-8"), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    given = [
-        part.strip()[3:]
-        for part in headers.get("Bondgenoot-Signature", "").split(",")
-        if part.strip().startswith("v1=")
-    ]
-    return any(hmac.compare_digest(expected, sig) for sig in given)
-
-
-@dataclass
-class Received:
-    headers: httpx.Headers
-    body: bytes
-    status: int
-    verified: bool
-    at: float
-
-
-@dataclass
-class Receiver:
-    """Answers from ``script`` first (a status code, or "hang" to outlast the sender's timeout), then ``then``."""
-
-    script: list[int | str] = field(default_factory=list)
-    then: int = 200
-    secret: str = ""
-    requests: list[Received] = field(default_factory=list)
-    accepted_event_ids: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def respond(self, headers: httpx.Headers, body: bytes) -> int | str:
-        with self.lock:
-            action = self.script.pop(0) if self.script else self.then
-            verified = verify_signature(self.secret, headers, body)
-            status = action if isinstance(action, int) else 200
-            if status == 200 and not verified:
-                status = 401
-            if status == 200:
-                event_id = json.loads(body)["id"]
-                if event_id not in self.accepted_event_ids:  # receivers dedupe on the CloudEvent id
-                    self.accepted_event_ids.append(event_id)
-            self.requests.append(Received(headers, body, status, verified, time.time()))
-            return action if action == "hang" else status
-
-    @property
-    def statuses(self) -> list[int]:
-        return [r.status for r in self.requests]
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, str]]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            action = state.respond(httpx.Headers(list(self.headers.items())), body)  # names: any case
-            if action == "hang":
-                time.sleep(WEBHOOK_TIMEOUT_S + 0.5)
-                action = 200
-            self.send_response(int(action))
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            try:
-                self.wfile.write(b"ok")
-            except OSError:
-                pass  # the sender gave up (timeout) and closed the connection
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}/hooks/bondgenoot"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-# --------------------------------------------------------------------------- the service behind uvicorn
-
-
-@dataclass
-class Service:
-    client: httpx.AsyncClient
-    anonymous: httpx.AsyncClient
-    runtime: ServiceRuntime
-    app: FastAPI
-    base_url: str
-
-    @property
-    def delivery(self) -> DeliveryService:
-        return self.app.state.alert_delivery  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def service(
-    databases: Databases, kafka_settings: KafkaSettings, mailbox: tuple[Mailbox, int]
-) -> AsyncIterator[Service]:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    settings = AlertsSettings(
-        ALERTS_DATABASE_URL=databases.create("alerts"),  # type: ignore[call-arg]
-        OUTBOX_POLL_INTERVAL=0.1,
-        PUBLIC_BASE_URL=PUBLIC,
-        ALERTS_UNSUBSCRIBE_BASE_URL=base_url,
-        ALERTS_SMTP_HOST="127.0.0.1",
-        ALERTS_SMTP_PORT=mailbox[1],
-        ALERTS_SMTP_TLS="none",
-        ALERTS_SMTP_TIMEOUT=5,
-        ALERTS_TOKEN_SECRET="test-unsubscribe-secret-0123456789",
-        ALERTS_RETRY_DELAYS=RETRY_DELAYS,
-        ALERTS_WEBHOOK_TIMEOUT=WEBHOOK_TIMEOUT_S,
-        ALERTS_DIGEST_POLL_INTERVAL=3600,
-        ALERTS_STREAM_POLL_INTERVAL=0.2,
-        kafka=kafka_settings,
-    )
-    app, runtime = build(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", timeout_graceful_shutdown=2
-        )
-    )
-    async with runtime.lifespan():
-        serving = asyncio.create_task(server.serve())
-        await wait_for(lambda: server.started, timeout=10, what="uvicorn serving")
-        await wait_for(runtime.kafka_ready.is_set, timeout=30, what="alerts connected to Kafka")
-        async with (
-            httpx.AsyncClient(base_url=base_url, headers=admin_headers(), timeout=10) as client,
-            httpx.AsyncClient(base_url=base_url, timeout=10) as anonymous,
-        ):
-            yield Service(client, anonymous, runtime, app, base_url)
-        server.should_exit = True
-        await serving
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def company() -> str:
-    return str(uuid.uuid4())
-
-
-def suggestion(target_id: str, companies: list[str], *, title: str) -> bytes:
-    items = [
-        SuggestionItem(
-            company_id=c,
-            company_name=f"Company {rank}",
-            country="BE",
-            rank=rank,
-            score=0.8,
-            reasons=MatchReasons(
-                summary="Strong fit on acoustic drone detection",
-                matched_domains=["aviation-counter-uas"],
-                capability_matches=[
-                    CapabilityMatch(sought="acoustic arrays", capability="MEMS microphone arrays", similarity=0.71)
-                ],
-                top_terms=["acoustic", "drone"],
-            ),
-        )
-        for rank, c in enumerate(companies, start=1)
-    ]
-    data = SuggestionsComputed(
-        target_type="project",
-        target_id=target_id,
-        target_title=title,
-        programme="FSDB",
-        domains=["aviation-counter-uas"],
-        algorithm_version="hybrid-1",
-        computed_at=datetime.now(UTC),
-        suggestions=items,
-    )
-    return envelope(data, source="matching", subject=target_id).model_dump_json().encode()
-
-
-async def raise_alert(kafka: KafkaSettings, companies: list[str], *, title: str) -> str:
-    target = str(uuid.uuid4())
-    await produce(kafka, "suggestions.v1", [(target.encode(), suggestion(target, companies, title=title))])
-    return target
-
-
-async def subscribe(svc: Service, company_id: str) -> None:
-    response = await svc.client.put(f"/subscriptions/{company_id}", json={"min_score": 0.1})
-    assert response.status_code == 200, response.text
-
-
-async def inbox_total(svc: Service, company_id: str) -> int:
-    response = await svc.client.get(f"/companies/{company_id}/alerts")
-    assert response.status_code == 200, response.text
-    return int(response.json()["total"])
-
-
-async def deliveries(svc: Service, company_id: str, **params: Any) -> list[dict[str, Any]]:
-    response = await svc.client.get(f"/subscriptions/{company_id}/deliveries", params=params)
-    assert response.status_code == 200, response.text
-    return list(response.json()["items"])
-
-
-async def delivery_detail(svc: Service, delivery_id: str) -> dict[str, Any]:
-    response = await svc.client.get(f"/deliveries/{delivery_id}")
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
-async def put_webhook(svc: Service, company_id: str, url: str) -> str:
-    response = await svc.client.put(f"/subscriptions/{company_id}/channels/webhook", json={"url": url})
-    assert response.status_code == 200, response.text
-    return str(response.json()["secret"])
-
-
-def parts(msg: EmailMessage) -> tuple[str, str]:
-    text = msg.get_body(preferencelist=("plain",))
-    html = msg.get_body(preferencelist=("html",))
-    assert text is not None and html is not None, msg
-    return text.get_content(), html.get_content()  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- e-mail
@@ -360,14 +102,10 @@ async def test_immediate_email_has_text_html_reasons_link_and_a_one_click_unsubs
     assert channels["inbox"] == {"active": True}
 
     await raise_alert(kafka_settings, [me], title="Second target")
-    await wait_for(lambda: _equals(inbox_total(service, me), 2), timeout=30, what="the second alert in the inbox")
+    await wait_for(lambda: equals(inbox_total(service, me), 2), timeout=30, what="the second alert in the inbox")
     await asyncio.sleep(1)
     assert len(box.to("bids@acoustics.example")) == 1  # unsubscribed: the inbox has it, e-mail does not
     assert len(await deliveries(service, me)) == 1
-
-
-async def _equals(value: Any, expected: Any) -> bool:
-    return bool(await value == expected)
 
 
 async def test_digest_groups_a_days_alerts_per_company(
@@ -390,7 +128,7 @@ async def test_digest_groups_a_days_alerts_per_company(
     await raise_alert(kafka_settings, [first, second, instant], title=titles[0])
     await raise_alert(kafka_settings, [first, instant], title=titles[1])
     await raise_alert(kafka_settings, [first, second], title=titles[2])
-    await wait_for(lambda: _equals(inbox_total(service, first), 3), timeout=30, what="three alerts for the first")
+    await wait_for(lambda: equals(inbox_total(service, first), 3), timeout=30, what="three alerts for the first")
     await wait_for(lambda: len(box.to("instant@digest.example")) == 2, timeout=30, what="the immediate e-mails")
     assert box.to("first@digest.example") == [] and box.to("second@digest.example") == []
 
@@ -427,7 +165,7 @@ async def test_webhook_retries_through_retry_topics_and_delivers_a_verifiable_si
     hook.script = [503, "hang", 429]  # a 5xx, a timeout, a 429; then 200
 
     await raise_alert(kafka_settings, [me], title="Flaky receiver")
-    await wait_for(lambda: _delivered(service, me), timeout=60, what="the webhook delivered")
+    await wait_for(lambda: was_delivered(service, me), timeout=60, what="the webhook delivered")
     assert hook.statuses == [503, 200, 429, 200]  # the "hang" answered 200, but only after the timeout
     (delivery,) = await deliveries(service, me)
     detail = await delivery_detail(service, delivery["id"])
@@ -474,7 +212,7 @@ async def test_a_permanently_failing_webhook_is_dead_lettered_and_redelivered_af
     hook.then = 500
 
     await raise_alert(kafka_settings, [me], title="Receiver down")
-    await wait_for(lambda: _failed(service, me), timeout=60, what="the delivery given up")
+    await wait_for(lambda: has_failed(service, me), timeout=60, what="the delivery given up")
     (failed,) = await deliveries(service, me, status="failed")
     assert (failed["attempts"], failed["last_status_code"]) == (4, 500)  # the first try and three retries
     assert hook.statuses == [500, 500, 500, 500]
@@ -497,14 +235,10 @@ async def test_a_permanently_failing_webhook_is_dead_lettered_and_redelivered_af
     # A 4xx other than 408/429 is the receiver saying "never": dead-lettered at once.
     hook.then = 410
     await raise_alert(kafka_settings, [me], title="Gone")
-    await wait_for(lambda: _failed(service, me), timeout=30, what="the 410 given up")
+    await wait_for(lambda: has_failed(service, me), timeout=30, what="the 410 given up")
     (gone,) = await deliveries(service, me, status="failed")
     assert (gone["attempts"], gone["last_status_code"]) == (1, 410)
     assert len(await read_topic(kafka_settings, "alerts.webhook.dlq", expect=2, timeout=10)) == 2
-
-
-async def _failed(svc: Service, company_id: str) -> bool:
-    return bool(await deliveries(svc, company_id, status="failed"))
 
 
 async def test_a_failure_between_sending_and_recording_sends_once_more_never_zero(
@@ -528,16 +262,11 @@ async def test_a_failure_between_sending_and_recording_sends_once_more_never_zer
 
     sender.post = post_then_crash  # type: ignore[method-assign]
     await raise_alert(kafka_settings, [me], title="Exactly one accepted")
-    await wait_for(lambda: _delivered(service, me), timeout=30, what="the delivery recorded")
+    await wait_for(lambda: was_delivered(service, me), timeout=30, what="the delivery recorded")
     assert len(hook.requests) == 2  # one duplicate ...
     assert len(hook.accepted_event_ids) == 1  # ... that the receiver drops by CloudEvent id
     (delivery,) = await deliveries(service, me)
     assert delivery["attempts"] == 1  # the crashed attempt's record was rolled back with it
-
-
-async def _delivered(svc: Service, company_id: str) -> bool:
-    rows = await deliveries(svc, company_id)
-    return bool(rows) and rows[0]["status"] == "delivered"
 
 
 async def test_channels_show_no_secret_and_can_be_removed(service: Service, receiver: tuple[Receiver, str]) -> None:
@@ -611,7 +340,7 @@ async def test_sse_resumes_after_a_disconnect_without_losing_or_repeating_alerts
     async def alert_me(n: int) -> None:
         # One at a time: events on different partitions may otherwise be handled in either order.
         await raise_alert(kafka_settings, [me], title=f"Alert {n}")
-        await wait_for(lambda: _equals(inbox_total(service, me), n), timeout=30, what=f"alert {n}")
+        await wait_for(lambda: equals(inbox_total(service, me), n), timeout=30, what=f"alert {n}")
 
     await alert_me(1)
     await alert_me(2)

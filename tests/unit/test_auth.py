@@ -187,10 +187,10 @@ def test_failures_over_the_limit_are_refused_until_they_are_a_minute_old() -> No
 
 def test_the_limiter_forgets_clients_when_it_is_full() -> None:
     clock = Clock()
-    limiter = FailureLimiter(1, max_clients=10, clock=clock)
+    limiter = FailureLimiter(1, max_keys=10, clock=clock)
     for n in range(50):
         limiter.record(f"10.0.0.{n}")
-    assert len(limiter._failures) <= 10
+    assert len(limiter._events) <= 10
     assert limiter.retry_after("10.0.0.49") is not None
 
 

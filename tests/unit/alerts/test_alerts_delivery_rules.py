@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.alerts.delivery import DeliveryService, delivery_topics, digest_cutoff
+from services.alerts.destination import DestinationPolicy
 from services.alerts.settings import AlertsSettings
 from services.alerts.webhook import WebhookSender, is_retryable_status
 from shared.events.base import CloudEvent
@@ -92,13 +93,13 @@ def test_settings_parse_delays_and_refuse_production_without_a_token_secret() ->
 
 async def test_the_webhook_sender_signs_and_classifies_answers() -> None:
     seen: list[httpx.Request] = []
-    answers = iter([httpx.Response(204), httpx.Response(503, text="busy"), httpx.Response(400), httpx.Response(429)])
+    answers = iter([httpx.Response(204), httpx.Response(503, stream=httpx.ByteStream(b"busy")), httpx.Response(400), httpx.Response(429)])
 
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return next(answers)
 
-    sender = WebhookSender(timeout_s=2)
+    sender = WebhookSender(timeout_s=2, policy=DestinationPolicy())
     sender._client = httpx.AsyncClient(transport=httpx.MockTransport(handle))
     kw = {"secret": "whsec_x", "body": b'{"id":"e"}', "event_id": "e", "delivery_id": "d", "attempt": 1}
     ok, busy, bad, slow = [await sender.post("https://hooks.example/x", **kw) for _ in range(4)]  # type: ignore[arg-type]
