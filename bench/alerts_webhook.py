@@ -43,6 +43,7 @@ from bench.pipeline import ROOT, database_url, summary
 from services.alerts import delivery
 from services.alerts.bootstrap import build
 from services.alerts.delivery_models import WebhookChannelIn
+from services.alerts.destination import DestinationPolicy
 from services.alerts.domain import put_subscription
 from services.alerts.models import SubscriptionIn
 from services.alerts.settings import AlertsSettings
@@ -170,8 +171,14 @@ def suggestion(target_id: str, company_ids: list[str]) -> bytes:
 async def alert_to_webhook(
     kafka: KafkaSettings, url: str, arrivals_url: str, n: int, rate: float, fanout: int, stall_s: float = 30.0
 ) -> dict[str, Any]:
-    settings = AlertsSettings(ALERTS_DATABASE_URL=database_url(), kafka=kafka)  # type: ignore[call-arg]
+    # The receiver runs on 127.0.0.1, which webhooks may reach only when allowed explicitly.
+    settings = AlertsSettings(
+        ALERTS_DATABASE_URL=database_url(),  # type: ignore[call-arg]
+        ALERTS_WEBHOOK_ALLOW="127.0.0.1",
+        kafka=kafka,
+    )
     _, runtime = build(settings)
+    policy = DestinationPolicy.from_settings(allow=settings.webhook_allow, local_mode=settings.local_mode)
     companies = [str(uuid.uuid4()) for _ in range(fanout)]
     events = n // fanout
     produced_at: dict[str, float] = {}
@@ -185,7 +192,12 @@ async def alert_to_webhook(
             await uow.commit()
         async with runtime.uow() as uow:
             for company_id in companies:
-                await delivery.put_webhook_channel(uow, company_id=company_id, data=WebhookChannelIn(url=url))  # type: ignore[arg-type]
+                await delivery.put_webhook_channel(
+                    uow,
+                    company_id=company_id,
+                    data=WebhookChannelIn(url=url),  # type: ignore[arg-type]
+                    policy=policy,
+                )
             await uow.commit()
         await asyncio.sleep(4)  # let every consumer group settle: steady state, not the first rebalance
         await take(client, arrivals_url)

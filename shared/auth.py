@@ -40,9 +40,10 @@ from typing import Annotated, Any, Literal, Protocol
 import httpx
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.client_address import IPNetwork, client_ip, parse_proxies
 from shared.ratelimit import SlidingWindowLimiter
 from shared.settings import Environment, ServiceSettings
 
@@ -75,6 +76,18 @@ def digests_equal(a: str, b: str) -> bool:
 # --------------------------------------------------------------------------- settings
 
 
+def secret_problems(name: str, value: SecretStr | None, default: str) -> list[str]:
+    """What is wrong with a secret outside local development: unset, the public default, too short."""
+    secret = value.get_secret_value() if value is not None else ""
+    if not secret:
+        return [f"{name} is not set"]
+    if hmac.compare_digest(secret.encode(), default.encode()):
+        return [f"{name} is the local development default"]
+    if len(secret) < MIN_SECRET_LENGTH:
+        return [f"{name} is shorter than {MIN_SECRET_LENGTH} characters"]
+    return []
+
+
 class AuthSettings(BaseSettings):
     """Secrets and knobs of authentication; the same variables for every service."""
 
@@ -88,24 +101,28 @@ class AuthSettings(BaseSettings):
     cache_ttl_s: float = Field(30.0, ge=0, validation_alias="AUTH_CACHE_TTL")
     failure_limit: int = Field(20, ge=1, validation_alias="AUTH_FAILURE_LIMIT")
     introspection_timeout_s: float = Field(5.0, gt=0, validation_alias="AUTH_INTROSPECTION_TIMEOUT")
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        validation_alias="BONDGENOOT_TRUSTED_PROXIES",
+        description="Proxies whose X-Forwarded-For is believed (addresses or networks); none by default",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        parse_proxies(value)  # refuse a typo at start-up, not on the first request
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> AuthSettings:
         if self.env != "production":
             return self
-        problems = []
-        secrets = {
-            "BONDGENOOT_ADMIN_TOKEN": (self.admin_token, DEV_ADMIN_TOKEN),
-            "BONDGENOOT_INTERNAL_TOKEN": (self.internal_token, DEV_INTERNAL_TOKEN),
-        }
-        for name, (value, default) in secrets.items():
-            secret = value.get_secret_value() if value is not None else ""
-            if not secret:
-                problems.append(f"{name} is not set")
-            elif hmac.compare_digest(secret.encode(), default.encode()):
-                problems.append(f"{name} is the local development default")
-            elif len(secret) < MIN_SECRET_LENGTH:
-                problems.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
+        problems = [
+            *secret_problems("BONDGENOOT_ADMIN_TOKEN", self.admin_token, DEV_ADMIN_TOKEN),
+            *secret_problems("BONDGENOOT_INTERNAL_TOKEN", self.internal_token, DEV_INTERNAL_TOKEN),
+        ]
         if not problems and self.admin_secret == self.internal_secret:
             problems.append("BONDGENOOT_ADMIN_TOKEN and BONDGENOOT_INTERNAL_TOKEN must differ")
         if problems:
@@ -367,7 +384,7 @@ ACCESS_TABLE: tuple[Endpoint, ...] = (
 """Every route that is not open. Open (no token ever needed): ``OPEN_PATHS`` and ``OPEN_PREFIXES``."""
 
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-OPEN_PREFIXES = ("/asyncapi", "/contracts/", "/unsubscribe/")
+OPEN_PREFIXES = ("/asyncapi", "/contracts/", "/unsubscribe/", "/confirm-email/")
 
 
 def is_open_path(path: str) -> bool:
@@ -389,8 +406,11 @@ class AuthUnavailable(RuntimeError):
 
 
 class TokenResolver(Protocol):
-    async def resolve(self, token: str) -> Principal | None:
-        """The principal of a valid token; None for an unknown, revoked or malformed one."""
+    async def resolve(self, token: str, *, fresh: bool = False) -> Principal | None:
+        """The principal of a valid token; None for an unknown, revoked or malformed one.
+
+        ``fresh`` skips any cache: long-lived responses re-check their token with it.
+        """
         ...
 
     async def aclose(self) -> None: ...
@@ -433,10 +453,10 @@ class RegistryIntrospection:
     def forget(self) -> None:
         self._cache.clear()
 
-    async def resolve(self, token: str) -> Principal | None:
+    async def resolve(self, token: str, *, fresh: bool = False) -> Principal | None:
         key = token_digest(token)
         now = self._clock()
-        hit = self._cache.get(key)
+        hit = None if fresh else self._cache.get(key)
         if hit is not None:
             expires, principal = hit
             if now < expires:
@@ -454,6 +474,7 @@ class RegistryIntrospection:
             raise AuthUnavailable(f"registry introspection answered HTTP {response.status_code}")
         body = response.json()
         if not body.get("active"):
+            self._cache.pop(key, None)
             return None
         principal = Principal.from_json(body)
         if self.ttl_s > 0:
@@ -478,11 +499,6 @@ FailureLimiter = SlidingWindowLimiter
 # --------------------------------------------------------------------------- the guard
 
 
-def client_ip(request: Request) -> str:
-    """The peer address (uvicorn applies X-Forwarded-For only from trusted proxies)."""
-    return request.client.host if request.client else "unknown"
-
-
 class AuthGuard:
     """Authenticates requests for one service; lives on ``app.state.auth`` (see create_app)."""
 
@@ -493,12 +509,17 @@ class AuthGuard:
         internal_token: str,
         resolver: TokenResolver,
         failure_limit: int = 20,
+        trusted_proxies: tuple[IPNetwork, ...] = (),
+        token_ttl_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._admin_digest = token_digest(admin_token)
         self._internal_digest = token_digest(internal_token)
         self.resolver = resolver
         self.limiter = FailureLimiter(failure_limit, window_s=FAILURE_WINDOW_S, clock=clock)
+        self.trusted_proxies = trusted_proxies
+        self.token_ttl_s = token_ttl_s
+        """How long a token accepted here may stay accepted without asking again (AUTH_CACHE_TTL)."""
 
     @classmethod
     def for_service(
@@ -518,14 +539,21 @@ class AuthGuard:
             internal_token=auth.internal_secret,
             resolver=resolver,
             failure_limit=auth.failure_limit,
+            trusted_proxies=parse_proxies(auth.trusted_proxies),
+            token_ttl_s=auth.cache_ttl_s,
         )
 
+    def client_ip(self, request: Request) -> str:
+        """The client's address: the peer, or what a trusted proxy says (shared.client_address)."""
+        return client_ip(request, self.trusted_proxies)
+
     def _refuse_if_limited(self, request: Request) -> None:
-        wait = self.limiter.retry_after(client_ip(request))
+        ip = self.client_ip(request)
+        wait = self.limiter.retry_after(ip)
         if wait is not None:
             log.warning(
                 "authentication refused (too many failures) from %s: %s %s",
-                client_ip(request),
+                ip,
                 request.method,
                 request.url.path,
             )
@@ -536,7 +564,7 @@ class AuthGuard:
             )
 
     def _fail(self, request: Request, reason: str, *, challenge: str = "Bearer") -> HTTPException:
-        ip = client_ip(request)
+        ip = self.client_ip(request)
         self.limiter.record(ip)
         log.warning("authentication failed from %s: %s %s (%s)", ip, request.method, request.url.path, reason)
         return HTTPException(
@@ -566,10 +594,27 @@ class AuthGuard:
         return principal
 
     def check_internal(self, request: Request, presented: str | None) -> None:
-        """Accept only the internal service secret (constant-time); 401 and a counted failure otherwise."""
+        """Accept only the internal service secret (constant-time); 401 and a counted failure otherwise.
+
+        The secret is checked *before* the failure limit: the services' own calls come from addresses
+        that clients may share (one host, a NAT, a webhook aimed here), and a limit that clients can
+        fill must never lock the platform out of itself.
+        """
+        if presented is not None and digests_equal(token_digest(presented), self._internal_digest):
+            return
         self._refuse_if_limited(request)
-        if presented is None or not digests_equal(token_digest(presented), self._internal_digest):
-            raise self._fail(request, "bad internal token", challenge=INTERNAL_TOKEN_HEADER)
+        raise self._fail(request, "bad internal token", challenge=INTERNAL_TOKEN_HEADER)
+
+    async def still_valid(self, token: str, principal: Principal) -> bool:
+        """Whether a token accepted earlier still belongs to ``principal``, asked afresh (no cache).
+
+        For long-lived responses (the live alert stream) that re-check every ``token_ttl_s``. A token
+        that stopped working is not a failed authentication: nothing is counted. Raises
+        :class:`AuthUnavailable` when the registry cannot tell.
+        """
+        if digests_equal(token_digest(token), self._admin_digest):
+            return principal.is_admin
+        return await self.resolver.resolve(token, fresh=True) == principal
 
     async def aclose(self) -> None:
         await self.resolver.aclose()
@@ -593,6 +638,16 @@ async def optional_principal(
 ) -> Principal | None:
     """The caller, or None when no token was sent; a token that was sent must be valid (else 401)."""
     return await guard(request).authenticate(request, credentials.credentials if credentials else None)
+
+
+async def presented_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    """The bearer token as sent (for a long-lived response that has to re-check it later)."""
+    return credentials.credentials if credentials else None
+
+
+PresentedToken = Annotated[str | None, Depends(presented_token)]
 
 
 async def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:

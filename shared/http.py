@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -86,19 +87,20 @@ def create_app(
     return app
 
 
-__all__ = ["Page", "PageDep", "PageParams", "create_app", "serve"]
+def server_config(app: FastAPI, *, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """How every service is served. uvicorn's own proxy-header handling is off: it would believe
+    X-Forwarded-For from 127.0.0.1 by default, and the services decide whom to believe themselves
+    (``BONDGENOOT_TRUSTED_PROXIES``, shared/client_address.py)."""
+    return uvicorn.Config(app, host=host, port=port, proxy_headers=False, **{"log_level": "warning", **options})
+
+
+__all__ = ["Page", "PageDep", "PageParams", "create_app", "serve", "server_config"]
 
 
 def serve(app: FastAPI, runtime: ServiceRuntime) -> None:
     """Run the service until SIGINT/SIGTERM; exit non-zero if a consumer halted."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {runtime.name} %(levelname)s %(name)s: %(message)s")
-    config = uvicorn.Config(
-        app,
-        host=runtime.settings.http_host,
-        port=runtime.settings.http_port,
-        log_level="warning",
-        lifespan="on",
-    )
+    config = server_config(app, host=runtime.settings.http_host, port=runtime.settings.http_port, lifespan="on")
     server = uvicorn.Server(config)
 
     def halt(reason: str) -> None:

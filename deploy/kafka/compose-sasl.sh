@@ -151,6 +151,9 @@ for service in projects calls alerts consortia; do
   acl --allow-principal "User:$service" --operation Read --topic suggestions.v1
   acl --allow-principal "User:$service" --operation Write --topic suggestions.v1.dlq
 done
+# alerts: company removals (its subscription, channels and deliveries go too)
+acl --allow-principal User:alerts --operation Read --topic companies.v1
+acl --allow-principal User:alerts --operation Write --topic companies.v1.dlq
 # alerts: alerts.v1 and its private delivery topics (alerts.deliveries.v1, alerts.<channel>.retry.N, …)
 acl --allow-principal User:alerts --operation Read --operation Write --topic alerts. --resource-pattern-type prefixed
 # integrators: the public topics only, read-only, in their own consumer groups

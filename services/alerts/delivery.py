@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import hashlib
 import json
@@ -38,6 +39,8 @@ from sqlalchemy import Insert, and_, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
+from services.alerts import signing
+from services.alerts.confirmation import is_confirmed, request_confirmation
 from services.alerts.delivery_models import (
     CHANNELS,
     AlertLogEntry,
@@ -46,13 +49,15 @@ from services.alerts.delivery_models import (
     Delivery,
     DeliveryAttempt,
     EmailChannelIn,
+    EmailConfirmation,
     Outcome,
     SubscriptionChannel,
     WebhookChannelIn,
 )
 from services.alerts.destination import DestinationPolicy
-from services.alerts.mail import SmtpMailer, alert_email, digest_email
+from services.alerts.mail import MessageNotBuilt, SmtpMailer, alert_email, digest_email
 from services.alerts.models import Alert, AlertPublic, Subscription
+from services.alerts.removal import is_removed
 from services.alerts.settings import AlertsSettings
 from services.alerts.signing import new_webhook_secret
 from services.alerts.webhook import WebhookSender
@@ -68,6 +73,7 @@ DELIVERIES_TOPIC = "alerts.deliveries.v1"
 DELIVERIES_GROUP = "alerts.deliveries"
 SEQUENCE_NAME = "alerts"
 DIGEST_BATCH = 100
+NOT_SENDABLE = "channel removed, unsubscribed or its address not confirmed"
 
 
 def retry_topic(channel: str, level: int) -> str:
@@ -178,14 +184,16 @@ async def _number_and_fan_out(uow: UnitOfWork, raised: Sequence[tuple[AlertRaise
         )
     companies = sorted({data.company_id for data, _ in raised})
     channels: dict[str, list[SubscriptionChannel]] = defaultdict(list)
-    for channel in (
+    for channel, confirmation in (
         await uow.session.exec(
-            select(SubscriptionChannel).where(
-                col(SubscriptionChannel.company_id).in_(companies), col(SubscriptionChannel.active)
-            )
+            select(SubscriptionChannel, EmailConfirmation)
+            .outerjoin(EmailConfirmation, col(EmailConfirmation.company_id) == col(SubscriptionChannel.company_id))
+            .where(col(SubscriptionChannel.company_id).in_(companies), col(SubscriptionChannel.active))
         )
     ).all():
-        channels[channel.company_id].append(channel)
+        # An e-mail address that has not confirmed gets nothing (the inbox has the alert).
+        if channel.channel != "email" or (confirmation is not None and confirmation.confirms(channel.address)):
+            channels[channel.company_id].append(channel)
     for data, _ in raised:
         for channel in sorted(channels[data.company_id], key=lambda c: c.channel):
             mode = channel.mode if channel.channel == "email" and channel.mode else "immediate"
@@ -218,9 +226,20 @@ async def _upsert_channel(uow: UnitOfWork, company_id: str, channel: ChannelName
     return row
 
 
-async def put_email_channel(uow: UnitOfWork, *, company_id: str, data: EmailChannelIn) -> SubscriptionChannel:
-    """Set (or replace) the e-mail channel; this also re-activates an unsubscribed one."""
-    return await _upsert_channel(uow, company_id, "email", address=str(data.address), mode=data.mode)
+async def put_email_channel(
+    uow: UnitOfWork, *, company_id: str, data: EmailChannelIn, may_send_confirmation: bool
+) -> tuple[SubscriptionChannel, bool]:
+    """Set (or replace) the e-mail channel; this also re-activates an unsubscribed one.
+
+    An address that has not confirmed is asked to (services/alerts/confirmation.py); the flag says
+    whether a confirmation e-mail became due. Raises ConfirmationLimited when one would, but
+    ``may_send_confirmation`` is False.
+    """
+    row = await _upsert_channel(uow, company_id, "email", address=str(data.address), mode=data.mode)
+    requested = await request_confirmation(
+        uow, company_id=company_id, address=str(data.address), may_send=may_send_confirmation
+    )
+    return row, requested
 
 
 async def put_webhook_channel(
@@ -243,19 +262,43 @@ async def delete_channel(uow: UnitOfWork, *, company_id: str, channel: ChannelNa
     if row is None:
         raise ChannelNotFound(f"{company_id}/{channel}")
     await uow.session.delete(row)
+    if channel == "email":  # a later address starts unconfirmed
+        confirmation = await uow.session.get(EmailConfirmation, company_id)
+        if confirmation is not None:
+            await uow.session.delete(confirmation)
 
 
-async def deactivate_channel(uow: UnitOfWork, *, company_id: str, channel: ChannelName) -> bool:
-    """The unsubscribe link: switch the channel off (idempotent); False when there is no such channel."""
+class Unsubscribed(enum.StrEnum):
+    NOW = "unsubscribed"
+    ALREADY = "already unsubscribed"
+    OTHER_ADDRESS = "the channel goes to another address now"
+    NO_CHANNEL = "no such channel"
+
+
+async def deactivate_channel(
+    uow: UnitOfWork, *, company_id: str, channel: ChannelName, address_tag: str
+) -> Unsubscribed:
+    """The unsubscribe link: switch the channel off (idempotent) if it still goes where the link was sent.
+
+    Switching e-mail off also withdraws the address's confirmation: only its owner can turn it on again.
+    """
     row = await uow.session.get(SubscriptionChannel, (company_id, channel))
     if row is None:
-        return False
-    if row.active:
-        now = utcnow()
-        row.active, row.deactivated_at, row.updated_at = False, now, now
-        uow.session.add(row)
-        log.info("unsubscribed %s from %s", company_id, channel)
-    return True
+        return Unsubscribed.NO_CHANNEL
+    if signing.address_tag((row.address if channel == "email" else row.url) or "") != address_tag:
+        return Unsubscribed.OTHER_ADDRESS
+    if not row.active:
+        return Unsubscribed.ALREADY
+    now = utcnow()
+    row.active, row.deactivated_at, row.updated_at = False, now, now
+    uow.session.add(row)
+    if channel == "email":
+        confirmation = await uow.session.get(EmailConfirmation, company_id)
+        if confirmation is not None:
+            confirmation.confirmed_at, confirmation.next_attempt_at = None, None
+            uow.session.add(confirmation)
+    log.info("unsubscribed %s from %s", company_id, channel)
+    return Unsubscribed.NOW
 
 
 # --- listings ---
@@ -406,6 +449,9 @@ class DeliveryService:
                 .with_for_update(of=Delivery)  # type: ignore[arg-type]
             )
         ).first()
+        if found is None and await is_removed(uow, data.company_id):
+            log.info("job %s for delivery %s dropped: company %s was removed", ce.id, ce.subject, data.company_id)
+            return
         if found is None or found[0].job_id != ce.id:
             log.info("job %s for delivery %s is stale; ignored", ce.id, ce.subject)
             return
@@ -414,6 +460,11 @@ class DeliveryService:
         if channel is None or not channel.active:
             delivery.status, delivery.job_id, delivery.next_attempt_at = "cancelled", None, None
             delivery.last_error, delivery.updated_at = "channel removed or unsubscribed before sending", now
+            uow.session.add(delivery)
+            return
+        if channel.channel == "email" and not await is_confirmed(uow, channel.company_id, channel.address):
+            delivery.status, delivery.job_id, delivery.next_attempt_at = "cancelled", None, None
+            delivery.last_error, delivery.updated_at = "the e-mail address is not confirmed", now
             uow.session.add(delivery)
             return
         attempt = delivery.attempts + 1
@@ -453,9 +504,11 @@ class DeliveryService:
                 attempt=attempt,
             )
         public = AlertPublic.model_validate(alert, from_attributes=True)
-        return await self.mailer.send(
-            alert_email(self.settings, to=channel.address or "", alert=public, delivery_id=delivery.id)
-        )
+        try:
+            message = alert_email(self.settings, to=channel.address or "", alert=public, delivery_id=delivery.id)
+        except MessageNotBuilt as exc:  # permanent: failed with the reason, redeliverable once fixed
+            return Outcome(ok=False, error=str(exc))
+        return await self.mailer.send(message)
 
     @staticmethod
     def _record(uow: UnitOfWork, delivery: Delivery, attempt: int, outcome: Outcome, result: str) -> None:
@@ -560,9 +613,13 @@ class DeliveryService:
             if not rows:
                 return None
             channel = await uow.session.get(SubscriptionChannel, (company_id, "email"))
-            if channel is None or not channel.active:
+            if channel is None or not channel.active or not await is_confirmed(uow, company_id, channel.address):
                 for d in rows:
-                    d.status, d.last_error, d.updated_at = "cancelled", "channel removed or unsubscribed", utcnow()
+                    d.status, d.last_error, d.updated_at = (
+                        "cancelled",
+                        "channel removed, unsubscribed or unconfirmed",
+                        utcnow(),
+                    )
                     uow.session.add(d)
                 await uow.commit()
                 return 0
@@ -573,14 +630,18 @@ class DeliveryService:
                 ).all()
             }
             ordered = [alerts[d.alert_id] for d in rows if d.alert_id in alerts]
-            message = digest_email(
-                self.settings,
-                to=channel.address or "",
-                company_id=company_id,
-                alerts=ordered,
-                delivery_ids=[d.id for d in rows],
-            )
-            outcome = await self.mailer.send(message)
+            try:
+                message = digest_email(
+                    self.settings,
+                    to=channel.address or "",
+                    company_id=company_id,
+                    alerts=ordered,
+                    delivery_ids=[d.id for d in rows],
+                )
+            except MessageNotBuilt as exc:  # permanent: every row of it fails with the reason
+                outcome = Outcome(ok=False, error=str(exc))
+            else:
+                outcome = await self.mailer.send(message)
             for d in rows:
                 # A failed digest stays pending for the next round, up to as many tries as the retry ladder.
                 attempt = d.attempts + 1

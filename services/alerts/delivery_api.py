@@ -1,25 +1,23 @@
 """HTTP routes for delivery: channels, deliveries, one-click unsubscribe and the live alert stream.
 
-Separate from ``api.py`` on purpose (the subscription and inbox routes live there); bootstrap
-includes both routers. Access: a company's channels, deliveries and stream are its own (the company
-itself and admins, as for its subscription); a delivery found by id is checked against its company.
-``/unsubscribe/{token}`` is deliberately open: the HMAC-signed token is the credential, so the link in
-an e-mail works without logging in.
+Separate from ``api.py`` on purpose (the subscription and inbox routes live there) and from
+``links_api.py`` (the pages e-mail links open); bootstrap includes all three routers. Access: a
+company's channels, deliveries and stream are its own (the company itself and admins, as for its
+subscription); a delivery found by id is checked against its company.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
 from services.alerts import delivery as domain
+from services.alerts.confirmation import ConfirmationLimited, ConfirmationService
 from services.alerts.delivery import DeliveryService
 from services.alerts.delivery_models import (
     AttemptPublic,
@@ -31,6 +29,7 @@ from services.alerts.delivery_models import (
     DeliveryStatus,
     EmailChannelIn,
     EmailChannelPublic,
+    EmailConfirmation,
     Redelivery,
     SubscriptionChannel,
     WebhookChannelCreated,
@@ -38,16 +37,19 @@ from services.alerts.delivery_models import (
 )
 from services.alerts.destination import DestinationRefused
 from services.alerts.models import UUID_PATTERN, Subscription
-from services.alerts.signing import InvalidToken, read_unsubscribe_token
-from services.alerts.stream import StreamHub, alert_events
+from services.alerts.removal import is_removed
+from services.alerts.stream import StillAllowed, alert_events
 from shared.api_docs import errors
-from shared.auth import Access, Principal, check, require
+from shared.auth import Access, AuthUnavailable, PresentedToken, Principal, check, guard, require
 from shared.http import Page, PageDep
 from shared.limits import MAX_DB_BIGINT
+from shared.live import StreamHub, TooManyStreams
 from shared.outbox import UnitOfWorkFactory
 
 router = APIRouter()
-OwnCompany = [Depends(require(Access.OWN_COMPANY))]
+_own_company = require(Access.OWN_COMPANY)
+OwnCompany = [Depends(_own_company)]
+OwnCompanyCaller = Annotated[Principal | None, Depends(_own_company)]
 Caller = Annotated[Principal | None, Depends(require(Access.AUTHENTICATED))]
 
 CompanyIdPath = Annotated[
@@ -62,6 +64,10 @@ def _uow(request: Request) -> UnitOfWorkFactory:
 
 def _service(request: Request) -> DeliveryService:
     return request.app.state.alert_delivery  # type: ignore[no-any-return]
+
+
+def _confirmations(request: Request) -> ConfirmationService:
+    return request.app.state.alert_confirmations  # type: ignore[no-any-return]
 
 
 def _hub(request: Request) -> StreamHub:
@@ -93,30 +99,50 @@ def _not_subscribed() -> HTTPException:
     responses=errors(404),
 )
 async def get_channels(company_id: CompanyIdPath, request: Request) -> ChannelsPublic:
-    """The subscription's channels: the inbox (always on), e-mail and webhook (never its secret)."""
+    """The subscription's channels: the inbox (always on), e-mail (and whether its address confirmed) and
+    webhook (never its secret)."""
     async with _uow(request)() as uow:
         subscription = await uow.session.get(Subscription, company_id.lower())
         if subscription is None:
             raise _not_subscribed()
-        return ChannelsPublic.from_rows(list(subscription.channels))
+        return ChannelsPublic.from_rows(list(subscription.channels), subscription.confirmation)
 
 
 @router.put(
     "/subscriptions/{company_id}/channels/email",
     response_model=EmailChannelPublic,
     tags=["channels"],
-    dependencies=OwnCompany,
-    responses=errors(404),
+    responses=errors(404, 429, d429="This account caused too many confirmation e-mails in the last hour"),
 )
-async def put_email_channel(company_id: CompanyIdPath, body: EmailChannelIn, request: Request) -> EmailChannelPublic:
-    """Send alerts by e-mail, one per alert (``immediate``) or one a day (``digest``); re-activates it."""
+async def put_email_channel(
+    company_id: CompanyIdPath, body: EmailChannelIn, request: Request, principal: OwnCompanyCaller
+) -> EmailChannelPublic:
+    """Send alerts by e-mail, one per alert (``immediate``) or one a day (``digest``); re-activates it.
+
+    A new address first gets a confirmation e-mail; alerts go to it once its owner confirmed
+    (``confirmed`` in the answer). Until then the in-app inbox has them.
+    """
+    confirmations = _confirmations(request)
+    account = principal.account_id if principal is not None else "anonymous"
     async with _uow(request)() as uow:
         try:
-            row = await domain.put_email_channel(uow, company_id=company_id.lower(), data=body)
+            row, requested = await domain.put_email_channel(
+                uow,
+                company_id=company_id.lower(),
+                data=body,
+                may_send_confirmation=confirmations.limiter.retry_after(account) is None,
+            )
         except domain.SubscriptionNotFound as exc:
             raise _not_subscribed() from exc
+        except ConfirmationLimited as exc:
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "600"}) from exc
         await uow.commit()
-        return EmailChannelPublic.model_validate(row, from_attributes=True)
+        confirmation = await uow.session.get(EmailConfirmation, company_id.lower())
+        public = EmailChannelPublic.from_row(row, confirmation)
+    if requested:
+        confirmations.limiter.record(account)
+        confirmations.wake()
+    return public
 
 
 @router.put(
@@ -300,57 +326,53 @@ def _limit_redeliveries(service: DeliveryService, principal: Principal | None) -
     service.redeliveries.record(account)
 
 
-# --- one-click unsubscribe (RFC 8058): no login, the token is the credential ---
-
-
-_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Bondgenoot</title></head>
-<body style="font-family:sans-serif;max-width:36em;margin:3em auto"><h1>{title}</h1><p>{text}</p></body></html>"""
-
-
-_INVALID_LINK: dict[int | str, dict[str, object]] = {
-    400: {"description": "The link is not valid (a page that says so)", "content": {"text/html": {}}}
-}
-
-
-async def _unsubscribe(token: str, request: Request) -> HTMLResponse:
-    settings = _service(request).settings
-    try:
-        company_id, channel = read_unsubscribe_token(settings.unsubscribe_key, token)
-    except InvalidToken:
-        page = _PAGE.format(title="Link not valid", text="This unsubscribe link is not valid (was it cut short?).")
-        return HTMLResponse(page, status_code=status.HTTP_400_BAD_REQUEST)
-    async with _uow(request)() as uow:
-        await domain.deactivate_channel(uow, company_id=company_id, channel=channel)
-        await uow.commit()
-    what = "e-mail" if channel == "email" else "webhook"
-    text = f"You will receive no more Bondgenoot alerts by {html.escape(what)}. Your in-app inbox keeps them."
-    return HTMLResponse(_PAGE.format(title="Unsubscribed", text=text))
-
-
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["channels"], responses=_INVALID_LINK)
-async def unsubscribe_get(token: Annotated[str, Path(max_length=300)], request: Request) -> HTMLResponse:
-    """The unsubscribe link in every alert e-mail: switches that channel off (idempotent)."""
-    return await _unsubscribe(token, request)
-
-
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse, tags=["channels"], responses=_INVALID_LINK)
-async def unsubscribe_post(token: Annotated[str, Path(max_length=300)], request: Request) -> HTMLResponse:
-    """RFC 8058 one-click: mail clients POST ``List-Unsubscribe=One-Click`` here (the body is not needed)."""
-    return await _unsubscribe(token, request)
-
-
 # --- live stream ---
+
+
+async def _stream_slot(request: Request, principal: OwnCompanyCaller) -> AsyncIterator[None]:
+    """One of the account's ``ALERTS_STREAM_MAX_PER_ACCOUNT`` stream slots, held while the stream is open."""
+    account = principal.account_id if principal is not None else "anonymous"
+    hub = _hub(request)
+    try:
+        hub.acquire(account)
+    except TooManyStreams as exc:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "5"}) from exc
+    try:
+        yield
+    finally:
+        hub.release(account)
+
+
+def _stream_check(request: Request, company_id: str, principal: Principal | None, token: str | None) -> StillAllowed:
+    """What an open stream asks every auth-cache TTL: is the token still this caller's, the company still there?"""
+    auth = guard(request)
+
+    async def still_allowed() -> str | None:
+        try:
+            if principal is None or token is None or not await auth.still_valid(token, principal):
+                return "the token was revoked or no longer belongs to this account"
+        except AuthUnavailable:
+            return "the token cannot be re-checked right now; reconnect with Last-Event-ID"
+        async with _uow(request)() as uow:
+            if await is_removed(uow, company_id):
+                return "the company was removed"
+        return None
+
+    return still_allowed
 
 
 @router.get(
     "/companies/{company_id}/alerts/stream",
     response_class=EventSourceResponse,
     tags=["alerts"],
-    dependencies=OwnCompany,
+    responses={429: {"description": "The account has its maximum of open streams"}},
 )
 async def alert_stream(
     company_id: CompanyIdPath,
     request: Request,
+    principal: OwnCompanyCaller,
+    token: PresentedToken,
+    _slot: Annotated[None, Depends(_stream_slot)],
     last_event_id: Annotated[
         str | None,
         Header(alias="Last-Event-ID", pattern=r"^\d{1,18}$", max_length=18, description="Resume after this alert"),
@@ -368,6 +390,8 @@ async def alert_stream(
 
     Reconnect with ``Last-Event-ID`` (browsers do it themselves) to get every alert after that id,
     then the live ones. Without it the stream starts at the present; ``?after=0`` replays the inbox.
+    The token is checked again every ``AUTH_CACHE_TTL`` seconds: after a revocation, or when the
+    company is removed, the stream sends ``event: closed`` with the reason and ends.
     """
     start = int(last_event_id) if last_event_id is not None else after
     async for event in alert_events(
@@ -376,6 +400,8 @@ async def alert_stream(
         company_id=company_id.lower(),
         after=start,
         poll_interval_s=_service(request).settings.stream_poll_interval_s,
+        still_allowed=_stream_check(request, company_id.lower(), principal, token),
+        recheck_s=max(1.0, guard(request).token_ttl_s),
     ):
         yield event
 

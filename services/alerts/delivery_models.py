@@ -8,6 +8,9 @@ Tables (all created beside the existing ``subscriptions`` and ``alerts``, none o
   event id) and the alert's CloudEvent exactly as published (the webhook body).
 - ``deliveries``: one row per (alert, channel), written in the alert's own transaction.
 - ``delivery_attempts``: every attempt to send, with its outcome.
+- ``email_confirmations``: whether the e-mail channel's address agreed to receive alerts
+  (services/alerts/confirmation.py). A table of its own, not columns of ``subscription_channels``:
+  tables are created, never altered, so existing databases gain it without a migration.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, HttpUrl
+from pydantic import BaseModel, HttpUrl, field_validator
 from pydantic import Field as PField
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from services.alerts.text import single_line
+from services.alerts.text import ascii_address, single_line
 from shared.outbox import utcnow
 from shared.validation import Email
 
@@ -47,6 +50,35 @@ class SubscriptionChannel(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     deactivated_at: datetime | None = None
+
+
+class EmailConfirmation(SQLModel, table=True):
+    """The confirmation of a company's e-mail address: requested, sent (or failing), confirmed.
+
+    One row per company, for the address its e-mail channel has (or last had); a new address
+    replaces the row, so a confirmation never carries over to another address.
+    """
+
+    __tablename__ = "email_confirmations"
+    __table_args__ = (Index("ix_email_confirmations_due", "sent_at", "next_attempt_at"),)
+
+    company_id: str = Field(primary_key=True, max_length=36)
+    address: str = Field(max_length=320)
+    requested_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime | None = Field(default_factory=utcnow)
+    """When the confirmation e-mail is (next) due; None once sent or given up."""
+    sent_at: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    confirmed_at: datetime | None = None
+
+    def confirms(self, address: str | None) -> bool:
+        """Whether ``address`` is the one confirmed (compared as the tokens compare it)."""
+        return self.confirmed_at is not None and address is not None and same_address(self.address, address)
+
+
+def same_address(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
 
 
 class AlertSequence(SQLModel, table=True):
@@ -142,8 +174,17 @@ class Outcome:
 
 
 class EmailChannelIn(BaseModel):
-    address: Email
+    address: Email = PField(
+        description="Receives alerts once confirmed: a confirmation link is sent to it first (and again when it "
+        "changes). The part before @ must be ASCII."
+    )
     mode: EmailMode = PField(default="immediate", description="immediate: one e-mail per alert; digest: one a day")
+
+    @field_validator("address")
+    @classmethod
+    def _sendable(cls, value: str) -> str:
+        ascii_address(value)  # AddressNotUsable is a ValueError: a 422 naming the field
+        return value
 
 
 class WebhookChannelIn(BaseModel):
@@ -158,9 +199,30 @@ class EmailChannelPublic(BaseModel):
     address: str
     mode: EmailMode
     active: bool
+    confirmed: bool = PField(description="Alerts are e-mailed only once the address confirmed (a link sent to it)")
+    confirmation_sent_at: datetime | None = PField(description="When the confirmation e-mail went out")
+    confirmation_error: str | None = PField(description="Why the confirmation e-mail could not be sent (yet)")
     created_at: datetime
     updated_at: datetime
     deactivated_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: SubscriptionChannel, confirmation: EmailConfirmation | None) -> EmailChannelPublic:
+        ours = confirmation is not None and same_address(confirmation.address, row.address or "")
+        current = confirmation if ours else None
+        return cls.model_validate(
+            {
+                "address": row.address,
+                "mode": row.mode,
+                "active": row.active,
+                "confirmed": current is not None and current.confirmed_at is not None,
+                "confirmation_sent_at": current.sent_at if current else None,
+                "confirmation_error": current.last_error if current else None,
+                "created_at": row.created_at,
+                "updated_at": row.updated_at,
+                "deactivated_at": row.deactivated_at,
+            }
+        )
 
 
 class WebhookChannelPublic(BaseModel):
@@ -187,11 +249,11 @@ class ChannelsPublic(BaseModel):
     webhook: WebhookChannelPublic | None = None
 
     @classmethod
-    def from_rows(cls, rows: list[SubscriptionChannel]) -> ChannelsPublic:
+    def from_rows(cls, rows: list[SubscriptionChannel], confirmation: EmailConfirmation | None) -> ChannelsPublic:
         out = cls()
         for row in rows:
             if row.channel == "email":
-                out.email = EmailChannelPublic.model_validate(row, from_attributes=True)
+                out.email = EmailChannelPublic.from_row(row, confirmation)
             elif row.channel == "webhook":
                 out.webhook = WebhookChannelPublic.model_validate(row, from_attributes=True)
         return out
@@ -232,7 +294,8 @@ class Redelivery(BaseModel):
 
 
 def channels_of(value: Any) -> ChannelsPublic:
-    """``Subscription.channels`` as loaded, without triggering I/O (an unloaded list counts as empty)."""
+    """``Subscription.channels`` (and its e-mail confirmation) as loaded, without triggering I/O
+    (an unloaded list counts as empty)."""
     from sqlalchemy import inspect
     from sqlalchemy.orm.base import NO_VALUE
 
@@ -240,11 +303,23 @@ def channels_of(value: Any) -> ChannelsPublic:
         state = inspect(value)
     except Exception:  # not an ORM object (a dict, a plain model): take what is there
         rows = getattr(value, "channels", None) or []
-        return rows if isinstance(rows, ChannelsPublic) else ChannelsPublic.from_rows(list(rows))
-    attr = state.attrs.get("channels") if hasattr(state, "attrs") else None
-    if attr is None or attr.loaded_value is NO_VALUE:
+        if isinstance(rows, ChannelsPublic):
+            return rows
+        return ChannelsPublic.from_rows(list(rows), getattr(value, "confirmation", None))
+    attrs = state.attrs if hasattr(state, "attrs") else {}
+    channels = attrs.get("channels")
+    if channels is None or channels.loaded_value is NO_VALUE:
         return ChannelsPublic()
-    return ChannelsPublic.from_rows(list(attr.loaded_value))
+    confirmation = attrs.get("confirmation")
+    loaded = None if confirmation is None or confirmation.loaded_value is NO_VALUE else confirmation.loaded_value
+    return ChannelsPublic.from_rows(list(channels.loaded_value), loaded)
 
 
-DELIVERY_TABLES: list[type[SQLModel]] = [SubscriptionChannel, AlertSequence, AlertLogEntry, Delivery, DeliveryAttempt]
+DELIVERY_TABLES: list[type[SQLModel]] = [
+    SubscriptionChannel,
+    EmailConfirmation,
+    AlertSequence,
+    AlertLogEntry,
+    Delivery,
+    DeliveryAttempt,
+]

@@ -4,16 +4,24 @@ Every message carries a one-click unsubscribe link (RFC 8058): ``List-Unsubscrib
 URL of ``/unsubscribe/{token}`` and ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``; the same
 link is in the body. ``Bondgenoot-Delivery`` names the delivery (or deliveries, for a digest) so a
 duplicate sent after a crash can be recognised.
+
+Headers carry text that others chose (a project's or call's title, display names). Each such value
+is made one line — CR, LF, U+2028/2029, NEL and other control characters become spaces — and cut
+to ``SUBJECT_MAX``/``NAME_MAX`` characters, so nobody can add a header or a recipient. A message that
+still cannot be built (an address that cannot be written as ASCII, say) raises
+:class:`MessageNotBuilt`: the delivery is marked ``failed`` with that reason, never left pending.
 """
 
 from __future__ import annotations
 
+import email.errors
 import html
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from urllib.parse import quote
 
 import aiosmtplib
@@ -22,7 +30,41 @@ from services.alerts.delivery_models import Outcome
 from services.alerts.models import AlertPublic
 from services.alerts.settings import AlertsSettings
 from services.alerts.signing import unsubscribe_token
+from services.alerts.text import ADDRESS_MAX, AddressNotUsable, ascii_address, single_line
 from shared.outbox import utcnow
+
+SUBJECT_MAX = 200
+NAME_MAX = 100
+
+
+class MessageNotBuilt(ValueError):
+    """The message cannot be composed or encoded; the reason says why. Sending it again will not help."""
+
+
+def header_text(value: str, limit: int = SUBJECT_MAX) -> str:
+    """A header value others chose, made safe: one line, no control characters, at most ``limit`` characters."""
+    return single_line(value, limit)
+
+
+def mailbox(value: str) -> str:
+    """``Name <address>`` made one line first (so no line break can start a header), the name capped,
+    the address checked."""
+    name, address = parseaddr(header_text(value, NAME_MAX + ADDRESS_MAX + 3))
+    return formataddr((header_text(name, NAME_MAX), ascii_address(address))) if name else ascii_address(address)
+
+
+def build(compose: Callable[[], EmailMessage]) -> EmailMessage:
+    """Compose a message and encode it once, so that anything that cannot be sent fails here, with a reason."""
+    try:
+        message = compose()
+        message.as_bytes(policy=SMTP)
+    except MessageNotBuilt:
+        raise
+    except AddressNotUsable as exc:
+        raise MessageNotBuilt(str(exc)) from exc
+    except (ValueError, TypeError, UnicodeError, LookupError, email.errors.MessageError) as exc:
+        raise MessageNotBuilt(f"the e-mail cannot be built: {type(exc).__name__}: {exc}") from exc
+    return message
 
 
 def target_url(settings: AlertsSettings, alert: AlertPublic) -> str:
@@ -30,8 +72,9 @@ def target_url(settings: AlertsSettings, alert: AlertPublic) -> str:
     return f"{settings.public_url}/{alert.target_type}s/{quote(alert.target_id, safe='')}"
 
 
-def unsubscribe_url(settings: AlertsSettings, company_id: str) -> str:
-    return f"{settings.unsubscribe_url}/unsubscribe/{unsubscribe_token(settings.unsubscribe_key, company_id, 'email')}"
+def unsubscribe_url(settings: AlertsSettings, company_id: str, address: str) -> str:
+    token = unsubscribe_token(settings.unsubscribe_key, company_id, "email", address)
+    return f"{settings.unsubscribe_url}/unsubscribe/{token}"
 
 
 def reason_lines(alert: AlertPublic) -> list[str]:
@@ -84,11 +127,11 @@ def _message(
     html_body: str,
     delivery_ids: Sequence[str],
 ) -> EmailMessage:
-    unsub = unsubscribe_url(settings, company_id)
+    unsub = unsubscribe_url(settings, company_id, to)
     msg = EmailMessage()
-    msg["From"] = settings.smtp_from
-    msg["To"] = to
-    msg["Subject"] = subject
+    msg["From"] = mailbox(settings.smtp_from)
+    msg["To"] = ascii_address(to)
+    msg["Subject"] = header_text(subject)
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = make_msgid(domain="bondgenoot.eu")
     msg["List-Unsubscribe"] = f"<{unsub}>"
@@ -109,14 +152,17 @@ def _message(
 
 
 def alert_email(settings: AlertsSettings, *, to: str, alert: AlertPublic, delivery_id: str) -> EmailMessage:
-    return _message(
-        settings,
-        to=to,
-        company_id=alert.company_id,
-        subject=f"New match: {alert.target_title}",
-        text=_text_block(settings, alert),
-        html_body=_html_block(settings, alert),
-        delivery_ids=[delivery_id],
+    """One alert; raises :class:`MessageNotBuilt` when it cannot be sent as it is."""
+    return build(
+        lambda: _message(
+            settings,
+            to=to,
+            company_id=alert.company_id,
+            subject=f"New match: {alert.target_title}",
+            text=_text_block(settings, alert),
+            html_body=_html_block(settings, alert),
+            delivery_ids=[delivery_id],
+        )
     )
 
 
@@ -127,14 +173,16 @@ def digest_email(
     heading = f"{n} new match{'es' if n != 1 else ''} for your company"
     text = f"{heading}\n\n" + "\n".join(f"{i}. {_text_block(settings, a)}" for i, a in enumerate(alerts, start=1))
     html_body = f"<h1>{html.escape(heading)}</h1>" + "<hr>".join(_html_block(settings, a) for a in alerts)
-    return _message(
-        settings,
-        to=to,
-        company_id=company_id,
-        subject=f"Your Bondgenoot digest: {heading}",
-        text=text,
-        html_body=html_body,
-        delivery_ids=delivery_ids,
+    return build(
+        lambda: _message(
+            settings,
+            to=to,
+            company_id=company_id,
+            subject=f"Your Bondgenoot digest: {heading}",
+            text=text,
+            html_body=html_body,
+            delivery_ids=delivery_ids,
+        )
     )
 
 
@@ -171,6 +219,8 @@ class SmtpMailer:
             return _failed(start, exc.code, f"SMTP {exc.code}: {exc.message}", permanent=exc.code >= 500)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             return _failed(start, None, f"{type(exc).__name__}: {exc}", permanent=False)
+        except (ValueError, UnicodeError, email.errors.MessageError) as exc:  # built, yet not sendable
+            return _failed(start, None, f"the e-mail cannot be sent: {type(exc).__name__}: {exc}", permanent=True)
         return Outcome(ok=True, status_code=250, latency_ms=_ms(start))
 
 
@@ -179,4 +229,4 @@ def _ms(start: float) -> float:
 
 
 def _failed(start: float, code: int | None, error: str, *, permanent: bool) -> Outcome:
-    return Outcome(ok=False, retryable=not permanent, status_code=code, error=error[:2000], latency_ms=_ms(start))
+    return Outcome(ok=False, retryable=not permanent, status_code=code, error=error, latency_ms=_ms(start))

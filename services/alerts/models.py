@@ -12,7 +12,7 @@ from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlalchemy.orm import relationship
 from sqlmodel import Field, Relationship, SQLModel
 
-from services.alerts.delivery_models import ChannelsPublic, SubscriptionChannel, channels_of
+from services.alerts.delivery_models import ChannelsPublic, EmailConfirmation, SubscriptionChannel, channels_of
 from shared.events.suggestions import MatchReasons, TargetType
 from shared.outbox import utcnow
 from shared.validation import DomainSlug, Keyword, ProgrammeCode
@@ -54,6 +54,16 @@ class Subscription(SQLModel, table=True):
     # Read-only view of the delivery channels, loaded with the subscription (services/alerts/delivery.py).
     channels: list[SubscriptionChannel] = Relationship(
         sa_relationship=relationship(SubscriptionChannel, lazy="selectin", viewonly=True)
+    )
+    # The e-mail address's confirmation (services/alerts/confirmation.py); no foreign key, same company id.
+    confirmation: EmailConfirmation | None = Relationship(
+        sa_relationship=relationship(
+            EmailConfirmation,
+            primaryjoin="Subscription.company_id == foreign(EmailConfirmation.company_id)",
+            lazy="selectin",
+            viewonly=True,
+            uselist=False,
+        )
     )
 
 

@@ -2,18 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import NoDecode
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from shared.auth import secret_problems
 from shared.settings import ServiceSettings, sqlite_url
 
 SmtpTls = Literal["starttls", "implicit", "none"]
 
-# Only for local runs and tests: production refuses to start without ALERTS_TOKEN_SECRET.
+# Only for local runs and tests: outside local mode the service refuses to start with it (or without one).
 DEV_TOKEN_SECRET = "bondgenoot-local-only-unsubscribe-key"
 
 
 class AlertsSettings(ServiceSettings):
+    # A refused secret must not be printed in the error.
+    model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "hide_input_in_errors": True})
+
     http_port: int = Field(8005, validation_alias=AliasChoices("ALERTS_HTTP_PORT", "HTTP_PORT"))
     database_url: str = Field(sqlite_url("alerts"), validation_alias="ALERTS_DATABASE_URL")
 
@@ -27,7 +31,22 @@ class AlertsSettings(ServiceSettings):
     smtp_timeout_s: float = Field(15.0, gt=0, validation_alias="ALERTS_SMTP_TIMEOUT")
     smtp_validate_certs: bool = Field(True, validation_alias="ALERTS_SMTP_VALIDATE_CERTS")
 
-    token_secret: str | None = Field(None, min_length=16, validation_alias="ALERTS_TOKEN_SECRET")
+    token_secret: SecretStr | None = Field(
+        None, validation_alias="ALERTS_TOKEN_SECRET", description="Signs unsubscribe and confirmation links"
+    )
+    confirmation_ttl_s: float = Field(
+        3 * 24 * 3600.0,
+        gt=0,
+        validation_alias="ALERTS_CONFIRMATION_TTL",
+        description="Seconds a confirmation link works",
+    )
+    confirmation_limit: int = Field(
+        5,
+        ge=1,
+        validation_alias="ALERTS_CONFIRMATION_LIMIT",
+        description="Confirmation e-mails an account can cause per hour (each to an address it names)",
+    )
+    confirmation_poll_interval_s: float = Field(10.0, gt=0, validation_alias="ALERTS_CONFIRMATION_POLL_INTERVAL")
     unsubscribe_base_url: str = Field(
         "",
         validation_alias="ALERTS_UNSUBSCRIBE_BASE_URL",
@@ -97,9 +116,17 @@ class AlertsSettings(ServiceSettings):
         return value
 
     @model_validator(mode="after")
-    def _production_needs_a_token_secret(self) -> AlertsSettings:
-        if self.env == "production" and not self.token_secret:
-            raise ValueError("BONDGENOOT_ENV=production needs ALERTS_TOKEN_SECRET (it signs unsubscribe links)")
+    def _no_public_token_secret_outside_local_mode(self) -> AlertsSettings:
+        """Outside local mode the key that signs e-mail links must be set, secret and strong (as shared.auth
+        demands of the admin and internal tokens); the error never shows the value."""
+        if self.local_mode:
+            return self
+        problems = secret_problems("ALERTS_TOKEN_SECRET", self.token_secret, DEV_TOKEN_SECRET)
+        if problems:
+            raise ValueError(
+                f"BONDGENOOT_ENV={self.env} refuses to start: {'; '.join(problems)}. It signs unsubscribe and "
+                "confirmation links: set it to its own random secret (docs/security.md)"
+            )
         return self
 
     @property
@@ -109,7 +136,8 @@ class AlertsSettings(ServiceSettings):
 
     @property
     def unsubscribe_key(self) -> bytes:
-        return (self.token_secret or DEV_TOKEN_SECRET).encode()
+        """The key of every signed e-mail link (unsubscribe, confirmation)."""
+        return (self.token_secret.get_secret_value() if self.token_secret else DEV_TOKEN_SECRET).encode()
 
     @property
     def public_url(self) -> str:

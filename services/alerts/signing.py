@@ -3,9 +3,12 @@
 Webhooks (the scheme receivers implement; services/alerts/README.md states it precisely):
 ``Bondgenoot-Signature: v1=<hex HMAC-SHA256(secret, "{Bondgenoot-Timestamp}." + raw body)>``.
 
-Unsubscribe tokens: ``base64url(company_id ":" channel) "." base64url(HMAC-SHA256(key, "unsubscribe:" payload))``
-with ``key`` = ``ALERTS_TOKEN_SECRET``. They carry no expiry: an unsubscribe link must keep working for
-as long as the e-mail it came in is read.
+Links in e-mails carry tokens signed with ``ALERTS_TOKEN_SECRET``, one purpose each:
+
+- unsubscribe (company, channel, address tag): no expiry — an unsubscribe link must keep working for
+  as long as the e-mail it came in is read — but bound to the address the mail went to, so an old
+  link cannot switch off a channel that now goes to someone else;
+- e-mail confirmation (company, address tag, expiry): the address owner agrees to receive alerts.
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ def signature_headers(secret: str, timestamp: int, body: bytes) -> dict[str, str
 
 
 class InvalidToken(ValueError):
-    """The token was not issued by this service (or was altered)."""
+    """The token was not issued by this service (or was altered), or it expired."""
+
+
+class ExpiredToken(InvalidToken):
+    """A genuine token whose time is up."""
 
 
 def _b64(raw: bytes) -> str:
@@ -53,26 +60,62 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _mac(key: bytes, payload: str) -> bytes:
-    return hmac.new(key, b"unsubscribe:" + payload.encode(), hashlib.sha256).digest()
+def _mac(key: bytes, purpose: str, payload: str) -> bytes:
+    # The purpose is signed too: an unsubscribe token is never accepted as a confirmation, or back.
+    return hmac.new(key, f"{purpose}:{payload}".encode(), hashlib.sha256).digest()
 
 
-def unsubscribe_token(key: bytes, company_id: str, channel: ChannelName) -> str:
-    payload = _b64(f"{company_id}:{channel}".encode())
-    return f"{payload}.{_b64(_mac(key, payload))}"
+def sign(key: bytes, purpose: str, *fields: str) -> str:
+    """``base64url(fields joined by ":") "." base64url(HMAC-SHA256(key, purpose ":" payload))``."""
+    if any(":" in f for f in fields):
+        raise ValueError("token fields may not contain ':'")
+    payload = _b64(":".join(fields).encode())
+    return f"{payload}.{_b64(_mac(key, purpose, payload))}"
 
 
-def read_unsubscribe_token(key: bytes, token: str) -> tuple[str, ChannelName]:
-    """The (company id, channel) a token names; raises :class:`InvalidToken` unless our MAC checks out."""
+def verify(key: bytes, purpose: str, token: str, *, count: int) -> list[str]:
+    """The ``count`` fields of a token we signed for ``purpose``; raises :class:`InvalidToken` otherwise."""
     payload, _, mac = token.partition(".")
     # Compare the canonical encoding, so no second spelling of a token is accepted either.
-    if not payload or not mac.isascii() or not hmac.compare_digest(mac, _b64(_mac(key, payload))):
+    if not payload or not mac.isascii() or not hmac.compare_digest(mac, _b64(_mac(key, purpose, payload))):
         raise InvalidToken("bad signature")
     try:
-        decoded = _unb64(payload).decode()
+        fields = _unb64(payload).decode().split(":")
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidToken("malformed token") from exc
-    company_id, _, channel = decoded.rpartition(":")
-    if not company_id or channel not in CHANNELS:
+    if len(fields) != count or not all(fields):
         raise InvalidToken("malformed token")
-    return company_id, channel  # type: ignore[return-value]
+    return fields
+
+
+def address_tag(address: str) -> str:
+    """What binds a token to one address without carrying it: 96 bits of its SHA-256 (case-folded)."""
+    return _b64(hashlib.sha256(address.strip().casefold().encode()).digest()[:12])
+
+
+def unsubscribe_token(key: bytes, company_id: str, channel: ChannelName, address: str) -> str:
+    """The one-click unsubscribe token: this company's ``channel`` while it still goes to ``address``."""
+    return sign(key, "unsubscribe", company_id, channel, address_tag(address))
+
+
+def read_unsubscribe_token(key: bytes, token: str) -> tuple[str, ChannelName, str]:
+    """(company id, channel, address tag) of a token we issued; raises :class:`InvalidToken` otherwise."""
+    company_id, channel, tag = verify(key, "unsubscribe", token, count=3)
+    if channel not in CHANNELS:
+        raise InvalidToken("malformed token")
+    return company_id, channel, tag  # type: ignore[return-value]
+
+
+def confirmation_token(key: bytes, company_id: str, address: str, *, expires: int) -> str:
+    """The e-mail confirmation token: proves whoever reads ``address`` asked for alerts, until ``expires``."""
+    return sign(key, "confirm-email", company_id, address_tag(address), str(expires))
+
+
+def read_confirmation_token(key: bytes, token: str, *, now: float) -> tuple[str, str]:
+    """(company id, address tag); raises :class:`ExpiredToken` after its time, :class:`InvalidToken` if forged."""
+    company_id, tag, expires = verify(key, "confirm-email", token, count=3)
+    if not expires.isdigit():
+        raise InvalidToken("malformed token")
+    if now > int(expires):
+        raise ExpiredToken("the link has expired")
+    return company_id, tag

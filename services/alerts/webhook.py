@@ -89,8 +89,9 @@ class WebhookSender:
                     status = response.status_code
                     encoding = response.headers.get("content-encoding", "identity").lower()
                     location = response.headers.get("location", "")
-                    shown = not 200 <= status < 400 and encoding in ("identity", "")
-                    head = await _read_capped(response) if shown else b""
+                    # Read (up to the cap) even a 2xx: a short body read to its end leaves the connection
+                    # reusable (keep-alive); anything longer is cut off and the connection closed.
+                    head = await _read_capped(response) if encoding in ("identity", "") else b""
         except DestinationRefused as exc:
             return Outcome(ok=False, error=f"destination refused: {exc.reason}", latency_ms=_ms(start))
         except (TimeoutError, httpx.TimeoutException) as exc:

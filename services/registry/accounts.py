@@ -225,7 +225,8 @@ class AccountResolver:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def resolve(self, token: str) -> Principal | None:
+    async def resolve(self, token: str, *, fresh: bool = False) -> Principal | None:
+        """Always fresh: the database is the truth and nothing is cached."""
         if not token.startswith(TOKEN_PREFIX):
             return None
         async with self.db.sessions() as session:

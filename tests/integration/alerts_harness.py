@@ -14,6 +14,7 @@ import email
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 import uuid
@@ -49,8 +50,11 @@ PUBLIC = "https://bondgenoot.example"
 # --------------------------------------------------------------------------- a local SMTP server
 
 
+CONFIRM_SUBJECT = "Confirm Bondgenoot alerts to this address"
+
+
 class Mailbox:
-    """aiosmtpd handler that keeps every message it receives."""
+    """aiosmtpd handler that keeps every message it receives (``to``: alert mail, ``confirmations``: the rest)."""
 
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], EmailMessage]] = []
@@ -61,7 +65,17 @@ class Mailbox:
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:
-        return [m for rcpts, m in self.messages if address in rcpts]
+        return [m for rcpts, m in self.messages if address in rcpts and m["Subject"] != CONFIRM_SUBJECT]
+
+    def confirmations(self, address: str) -> list[EmailMessage]:
+        return [m for rcpts, m in self.messages if address in rcpts and m["Subject"] == CONFIRM_SUBJECT]
+
+    def confirmation_link(self, address: str) -> str:
+        """The link in the latest confirmation e-mail to ``address``."""
+        text = self.confirmations(address)[-1].get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        match = re.search(r"(https?://\S+/confirm-email/\S+)", text)
+        assert match, text
+        return match.group(1)
 
 
 @pytest.fixture
@@ -327,3 +341,46 @@ async def has_failed(svc: Service, company_id: str) -> bool:
 async def was_delivered(svc: Service, company_id: str) -> bool:
     rows = await deliveries(svc, company_id)
     return bool(rows) and rows[0]["status"] == "delivered"
+
+
+@dataclass
+class Sse:
+    id: str | None
+    event: str | None
+    data: str
+
+
+async def next_events(lines: AsyncIterator[str], n: int, *, timeout: float = 30) -> list[Sse]:
+    """Read ``n`` complete events (comments skipped) from an SSE line iterator."""
+    out: list[Sse] = []
+    current: dict[str, str] = {}
+    async with asyncio.timeout(timeout):
+        while len(out) < n:
+            line = await anext(lines)
+            if line == "":
+                if "data" in current or "event" in current:
+                    out.append(Sse(current.get("id"), current.get("event"), current.get("data", "")))
+                current = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                current[name] = current[name] + "\n" + value if name == "data" and name in current else value
+    return out
+
+
+async def put_confirmed_email(
+    svc: Service, box: Mailbox, company_id: str, address: str, *, mode: str = "immediate"
+) -> dict[str, Any]:
+    """Set the e-mail channel and confirm the address as its owner would: open the link, press the button."""
+    put = await svc.client.put(f"/subscriptions/{company_id}/channels/email", json={"address": address, "mode": mode})
+    assert put.status_code == 200, put.text
+    assert put.json()["confirmed"] is False
+    await wait_for(lambda: box.confirmations(address), timeout=30, what=f"the confirmation e-mail to {address}")
+    link = box.confirmation_link(address)
+    page = await svc.anonymous.get(link)
+    assert page.status_code == 200 and '<form method="post">' in page.text, page.text
+    confirmed = await svc.anonymous.post(link)
+    assert confirmed.status_code == 200 and "Address confirmed" in confirmed.text, confirmed.text
+    channels = (await svc.client.get(f"/subscriptions/{company_id}/channels")).json()
+    assert channels["email"]["confirmed"] is True
+    return dict(channels["email"])

@@ -11,8 +11,6 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,13 +25,16 @@ from tests.integration.alerts_harness import (
     Mailbox,
     Receiver,
     Service,
+    Sse,
     company,
     deliveries,
     delivery_detail,
     equals,
     has_failed,
     inbox_total,
+    next_events,
     parts,
+    put_confirmed_email,
     put_webhook,
     raise_alert,
     subscribe,
@@ -54,11 +55,8 @@ async def test_immediate_email_has_text_html_reasons_link_and_a_one_click_unsubs
     box, _ = mailbox
     me = company()
     await subscribe(service, me)
-    put = await service.client.put(
-        f"/subscriptions/{me}/channels/email", json={"address": "bids@acoustics.example", "mode": "immediate"}
-    )
-    assert put.status_code == 200, put.text
-    assert put.json()["mode"] == "immediate" and put.json()["active"] is True
+    channel = await put_confirmed_email(service, box, me, "bids@acoustics.example")
+    assert channel["mode"] == "immediate" and channel["active"] is True
 
     target = await raise_alert(kafka_settings, [me], title="Counter-drone acoustic sensing")
     await wait_for(lambda: box.to("bids@acoustics.example"), timeout=30, what="the alert e-mail")
@@ -87,6 +85,10 @@ async def test_immediate_email_has_text_html_reasons_link_and_a_one_click_unsubs
 
     tampered = unsubscribe[:-3] + ("AAA" if not unsubscribe.endswith("AAA") else "BBB")
     assert (await service.anonymous.post(tampered)).status_code == 400
+    page = await service.anonymous.get(unsubscribe)  # the link in the body: a page that asks, nothing more
+    assert page.status_code == 200 and '<form method="post">' in page.text
+    assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
+    assert (await service.client.get(f"/subscriptions/{me}")).json()["channels"]["email"]["active"] is True
     one_click = await service.anonymous.post(
         unsubscribe,
         content=b"List-Unsubscribe=One-Click",
@@ -94,12 +96,15 @@ async def test_immediate_email_has_text_html_reasons_link_and_a_one_click_unsubs
     )
     assert one_click.status_code == 200, one_click.text
     assert "Unsubscribed" in one_click.text
-    clicked = await service.anonymous.get(unsubscribe)  # the link in the body does the same; idempotent
-    assert clicked.status_code == 200
+    again = await service.anonymous.post(unsubscribe)  # idempotent
+    assert again.status_code == 200 and "no more Bondgenoot alerts" in again.text
 
     channels = (await service.client.get(f"/subscriptions/{me}")).json()["channels"]
     assert channels["email"]["active"] is False and channels["email"]["deactivated_at"]
     assert channels["inbox"] == {"active": True}
+    # Turning it on again needs the address's owner again: unsubscribing withdrew the confirmation.
+    back = await service.client.put(f"/subscriptions/{me}/channels/email", json={"address": "bids@acoustics.example"})
+    assert back.status_code == 200 and back.json()["active"] is True and back.json()["confirmed"] is False
 
     await raise_alert(kafka_settings, [me], title="Second target")
     await wait_for(lambda: equals(inbox_total(service, me), 2), timeout=30, what="the second alert in the inbox")
@@ -119,10 +124,7 @@ async def test_digest_groups_a_days_alerts_per_company(
         (instant, "instant@digest.example", "immediate"),
     ):
         await subscribe(service, c)
-        response = await service.client.put(
-            f"/subscriptions/{c}/channels/email", json={"address": address, "mode": mode}
-        )
-        assert response.status_code == 200, response.text
+        await put_confirmed_email(service, box, c, address, mode=mode)
 
     titles = ["Sonar swarm", "Passive radar", "Drone forensics"]
     await raise_alert(kafka_settings, [first, second, instant], title=titles[0])
@@ -147,7 +149,7 @@ async def test_digest_groups_a_days_alerts_per_company(
     assert titles[0] in text and titles[2] in text and titles[1] not in text
 
     assert await service.delivery.send_due_digests(tomorrow) == 0  # each alert once
-    assert len(box.messages) == 4
+    assert len(box.messages) == 4 + 3  # and the three confirmations
     assert {d["status"] for d in await deliveries(service, first)} == {"delivered"}
     assert all(d["mode"] == "digest" for d in await deliveries(service, first))
 
@@ -302,31 +304,6 @@ async def test_channels_show_no_secret_and_can_be_removed(service: Service, rece
 
 
 # --------------------------------------------------------------------------- the live stream
-
-
-@dataclass
-class Sse:
-    id: str | None
-    event: str | None
-    data: str
-
-
-async def next_events(lines: AsyncIterator[str], n: int, *, timeout: float = 30) -> list[Sse]:
-    """Read ``n`` complete events (comments skipped) from an SSE line iterator."""
-    out: list[Sse] = []
-    current: dict[str, str] = {}
-    async with asyncio.timeout(timeout):
-        while len(out) < n:
-            line = await anext(lines)
-            if line == "":
-                if "data" in current or "event" in current:
-                    out.append(Sse(current.get("id"), current.get("event"), current.get("data", "")))
-                current = {}
-            elif not line.startswith(":"):
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                current[name] = current[name] + "\n" + value if name == "data" and name in current else value
-    return out
 
 
 async def test_sse_resumes_after_a_disconnect_without_losing_or_repeating_alerts(

@@ -260,7 +260,7 @@ class Tokens:
         self.known = known
         self.down = False
 
-    async def resolve(self, token: str) -> Principal | None:
+    async def resolve(self, token: str, *, fresh: bool = False) -> Principal | None:
         if self.down:
             raise AuthUnavailable("registry down")
         return self.known.get(token)

@@ -93,7 +93,8 @@ def test_settings_parse_delays_and_refuse_production_without_a_token_secret() ->
 
 async def test_the_webhook_sender_signs_and_classifies_answers() -> None:
     seen: list[httpx.Request] = []
-    answers = iter([httpx.Response(204), httpx.Response(503, stream=httpx.ByteStream(b"busy")), httpx.Response(400), httpx.Response(429)])
+    busy_answer = httpx.Response(503, stream=httpx.ByteStream(b"busy"))
+    answers = iter([httpx.Response(204), busy_answer, httpx.Response(400), httpx.Response(429)])
 
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)

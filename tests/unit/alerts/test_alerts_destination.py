@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
+from services.alerts.delivery_models import Outcome
 from services.alerts.destination import (
     DestinationPolicy,
     DestinationRefused,
@@ -154,6 +155,14 @@ async def http_server(host: str, answer: bytes, seen: list[str]) -> AsyncIterato
         yield port
 
 
+def loopback_sender() -> WebhookSender:
+    return WebhookSender(timeout_s=5, policy=DestinationPolicy.from_settings(allow=["127.0.0.1"], local_mode=True))
+
+
+async def post(sender: WebhookSender, url: str, attempt: int = 1) -> Outcome:
+    return await sender.post(url, secret="s", body=b"{}", event_id="e", delivery_id="d", attempt=attempt)
+
+
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
 
 
@@ -190,15 +199,11 @@ async def test_dns_rebinding_cannot_move_the_connection_off_the_checked_address(
         policy = DestinationPolicy.from_settings(allow=["127.0.0.2/32"], local_mode=True, resolver=rebinding)
         sender = WebhookSender(timeout_s=5, policy=policy)
         try:
-            first = await sender.post(
-                f"http://rebind.test:{port}/hook", secret="s", body=b"{}", event_id="e", delivery_id="d", attempt=1
-            )
+            first = await post(sender, f"http://rebind.test:{port}/hook")
             assert first.ok, first
             assert to_checked == ["POST /hook HTTP/1.1"] and calls == ["rebind.test"]
             # Now the name points at 127.0.0.3, which the policy does not allow: refused, not connected.
-            second = await sender.post(
-                f"http://rebind.test:{other_port}/hook", secret="s", body=b"{}", event_id="e", delivery_id="d", attempt=2
-            )
+            second = await post(sender, f"http://rebind.test:{other_port}/hook", attempt=2)
         finally:
             await sender.aclose()
     assert not second.ok and not second.retryable
@@ -210,13 +215,12 @@ async def test_dns_rebinding_cannot_move_the_connection_off_the_checked_address(
 
 async def test_a_redirect_is_a_permanent_failure_and_is_not_followed() -> None:
     seen: list[str] = []
-    redirect = b"HTTP/1.1 307 Temporary Redirect\r\nlocation: http://169.254.169.254/latest\r\ncontent-length: 0\r\n\r\n"
+    redirect = b"HTTP/1.1 307 Temporary Redirect\r\nlocation: http://169.254.169.254/latest\r\n"
+    redirect += b"content-length: 0\r\n\r\n"
     async with http_server("127.0.0.1", redirect, seen) as port:
-        sender = WebhookSender(timeout_s=5, policy=DestinationPolicy.from_settings(allow=["127.0.0.1"], local_mode=True))
+        sender = loopback_sender()
         try:
-            outcome = await sender.post(
-                f"http://127.0.0.1:{port}/hook", secret="s", body=b"{}", event_id="e", delivery_id="d", attempt=1
-            )
+            outcome = await post(sender, f"http://127.0.0.1:{port}/hook")
         finally:
             await sender.aclose()
     assert (outcome.ok, outcome.retryable, outcome.status_code) == (False, False, 307)
@@ -229,11 +233,9 @@ async def test_only_the_head_of_an_answer_is_read_and_the_log_keeps_one_short_li
     answer = b"HTTP/1.1 500 Oops\r\ncontent-length: %d\r\n\r\n" % len(body) + body
     seen: list[str] = []
     async with http_server("127.0.0.1", answer, seen) as port:
-        sender = WebhookSender(timeout_s=5, policy=DestinationPolicy.from_settings(allow=["127.0.0.1"], local_mode=True))
+        sender = loopback_sender()
         try:
-            outcome = await sender.post(
-                f"http://127.0.0.1:{port}/hook", secret="s", body=b"{}", event_id="e", delivery_id="d", attempt=1
-            )
+            outcome = await post(sender, f"http://127.0.0.1:{port}/hook")
         finally:
             await sender.aclose()
     assert outcome.retryable and outcome.status_code == 500

@@ -8,8 +8,12 @@ import hmac
 import pytest
 
 from services.alerts.signing import (
+    ExpiredToken,
     InvalidToken,
+    address_tag,
+    confirmation_token,
     new_webhook_secret,
+    read_confirmation_token,
     read_unsubscribe_token,
     signature_headers,
     unsubscribe_token,
@@ -38,11 +42,17 @@ def test_new_secrets_are_long_random_and_prefixed() -> None:
     assert all(s.startswith("whsec_") and len(s) == 6 + 43 for s in secrets)
 
 
-def test_unsubscribe_token_round_trips() -> None:
+ADDRESS = "bids@acoustics.example"
+
+
+def test_unsubscribe_token_round_trips_and_is_bound_to_the_address() -> None:
     for channel in ("email", "webhook"):
-        token = unsubscribe_token(KEY, COMPANY, channel)  # type: ignore[arg-type]
-        assert read_unsubscribe_token(KEY, token) == (COMPANY, channel)
+        token = unsubscribe_token(KEY, COMPANY, channel, ADDRESS)  # type: ignore[arg-type]
+        assert read_unsubscribe_token(KEY, token) == (COMPANY, channel, address_tag(ADDRESS))
         assert "/" not in token and "+" not in token and "=" not in token  # URL-safe as is
+    assert address_tag("Bids@Acoustics.Example ") == address_tag(ADDRESS)  # as addresses compare
+    assert address_tag("other@acoustics.example") != address_tag(ADDRESS)
+    assert ADDRESS not in unsubscribe_token(KEY, COMPANY, "email", ADDRESS)  # the token does not carry it
 
 
 @pytest.mark.parametrize(
@@ -53,14 +63,28 @@ def test_unsubscribe_token_round_trips() -> None:
         lambda t: t.split(".")[0],  # MAC missing
         lambda t: "",
         lambda t: "!!!.???",
-        lambda t: unsubscribe_token(b"another key entirely!!", COMPANY, "email"),
+        lambda t: unsubscribe_token(b"another key entirely!!", COMPANY, "email", ADDRESS),
+        lambda t: confirmation_token(KEY, COMPANY, ADDRESS, expires=2**40),  # another purpose, same key
     ],
 )
-def test_unsubscribe_token_rejects_anything_we_did_not_sign(mangle: object) -> None:
-    token = unsubscribe_token(KEY, COMPANY, "email")
+def test_unsubscribe_token_rejects_anything_we_did_not_sign_for_it(mangle: object) -> None:
+    token = unsubscribe_token(KEY, COMPANY, "email", ADDRESS)
     with pytest.raises(InvalidToken):
         read_unsubscribe_token(KEY, mangle(token))  # type: ignore[operator]
 
 
-def test_unsubscribe_token_for_another_channel_is_another_token() -> None:
-    assert unsubscribe_token(KEY, COMPANY, "email") != unsubscribe_token(KEY, COMPANY, "webhook")
+def test_unsubscribe_token_for_another_channel_or_address_is_another_token() -> None:
+    email = unsubscribe_token(KEY, COMPANY, "email", ADDRESS)
+    assert email != unsubscribe_token(KEY, COMPANY, "webhook", ADDRESS)
+    assert email != unsubscribe_token(KEY, COMPANY, "email", "new@acoustics.example")
+
+
+def test_a_confirmation_token_names_company_and_address_and_expires() -> None:
+    token = confirmation_token(KEY, COMPANY, ADDRESS, expires=1_000)
+    assert read_confirmation_token(KEY, token, now=999.5) == (COMPANY, address_tag(ADDRESS))
+    with pytest.raises(ExpiredToken):
+        read_confirmation_token(KEY, token, now=1_000.5)
+    with pytest.raises(InvalidToken):  # an unsubscribe token is no confirmation
+        read_confirmation_token(KEY, unsubscribe_token(KEY, COMPANY, "email", ADDRESS), now=0)
+    with pytest.raises(InvalidToken):
+        read_confirmation_token(b"x" * 32, token, now=0)
