@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 import yaml
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import ValidationError
 
 from shared.auth import (
@@ -183,6 +183,22 @@ def test_failures_over_the_limit_are_refused_until_they_are_a_minute_old() -> No
     assert limiter.retry_after("10.0.0.2") is None  # per client
     clock.now += 57.5
     assert limiter.retry_after("10.0.0.1") is None
+
+
+def test_the_internal_secret_is_accepted_even_from_an_address_over_the_failure_limit() -> None:
+    guard = AuthGuard(admin_token=GOOD_ADMIN, internal_token=GOOD_INTERNAL, resolver=Tokens({}), failure_limit=2)
+    shared = Request(
+        {"type": "http", "method": "POST", "path": "/auth/introspect", "headers": [], "client": ("10.0.0.9", 1)}
+    )
+    for _ in range(2):
+        with pytest.raises(HTTPException) as refused:
+            guard.check_internal(shared, "a guess")
+        assert refused.value.status_code == 401
+    with pytest.raises(HTTPException) as limited:
+        guard.check_internal(shared, "another guess")
+    assert limited.value.status_code == 429
+    guard.check_internal(shared, GOOD_INTERNAL)  # the services' own call: never refused, never counted
+    assert len(guard.limiter._events["10.0.0.9"]) == 2
 
 
 def test_the_limiter_forgets_clients_when_it_is_full() -> None:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from services.alerts.delivery import DeliveryService, delivery_topics, digest_cutoff
 from services.alerts.destination import DestinationPolicy
-from services.alerts.settings import AlertsSettings
+from services.alerts.settings import DEV_TOKEN_SECRET, AlertsSettings
 from services.alerts.webhook import WebhookSender, is_retryable_status
 from shared.events.base import CloudEvent
 from shared.outbox import UnitOfWorkFactory
@@ -87,8 +87,29 @@ def test_settings_parse_delays_and_refuse_production_without_a_token_secret() ->
     assert AlertsSettings(ALERTS_RETRY_DELAYS="0.1, 0.2,0.4").retry_delays_s == (0.1, 0.2, 0.4)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         AlertsSettings(ALERTS_RETRY_DELAYS="")  # type: ignore[call-arg]
-    with pytest.raises(ValidationError, match="ALERTS_TOKEN_SECRET"):
+    with pytest.raises(ValidationError, match="ALERTS_TOKEN_SECRET is not set"):
         AlertsSettings(BONDGENOOT_ENV="production", ALERTS_DATABASE_URL="postgresql://db/alerts")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        (DEV_TOKEN_SECRET, "is the local development default"),
+        ("short-but-secret-0123", "is shorter than 32 characters"),
+        ("", "is not set"),
+    ],
+)
+def test_the_link_signing_key_has_no_public_default_outside_local_mode(secret: str, problem: str) -> None:
+    with pytest.raises(ValidationError, match=f"ALERTS_TOKEN_SECRET {problem}") as refused:
+        AlertsSettings(  # type: ignore[call-arg]
+            BONDGENOOT_ENV="production", ALERTS_DATABASE_URL="postgresql://db/alerts", ALERTS_TOKEN_SECRET=secret
+        )
+    assert not secret or secret not in str(refused.value)  # never printed
+    strong = AlertsSettings(  # type: ignore[call-arg]
+        BONDGENOOT_ENV="production", ALERTS_DATABASE_URL="postgresql://db/alerts", ALERTS_TOKEN_SECRET="k" * 40
+    )
+    assert strong.unsubscribe_key == b"k" * 40
+    assert AlertsSettings(BONDGENOOT_ENV="test").unsubscribe_key == DEV_TOKEN_SECRET.encode()  # type: ignore[call-arg]
 
 
 async def test_the_webhook_sender_signs_and_classifies_answers() -> None:
