@@ -142,7 +142,8 @@ async def on_suggestions_computed(uow: UnitOfWork, ce: CloudEvent, data: Suggest
         await uow.session.exec(
             select(Subscription)
             .where(col(Subscription.company_id).in_(list(best)), col(Subscription.active))
-            .options(lazyload(Subscription.channels))  # type: ignore[arg-type]  # not needed here: no extra query
+            # Not needed here: no extra queries for the channels or the e-mail confirmation.
+            .options(lazyload(Subscription.channels), lazyload(Subscription.confirmation))  # type: ignore[arg-type]
         )
     ).all()
     wanted = sorted(
