@@ -830,7 +830,8 @@ async def _one_alert(w: World, caller: Actor, own: bool) -> Req:
 @builds("alerts", "POST", "/subscriptions/{company_id}/channels/webhook/test", owned_by="company")
 async def _test_webhook(w: World, caller: Actor, own: bool) -> Req:
     _, company_id = _own_company_id(w, caller, own)
-    hook = {"url": "http://127.0.0.1:9/refused"}  # a webhook to test, whoever may: nothing listens there
+    # A webhook to test, whoever may: a public URL (inside addresses are refused) whose name never resolves.
+    hook = {"url": "https://hooks.invalid/refused"}
     response = await w.call("alerts", "PUT", f"/subscriptions/{company_id}/channels/webhook", w.admin, hook)
     assert response.status_code == 200, response.text
     return Req(
