@@ -544,8 +544,18 @@ class AuthGuard:
         )
 
     def client_ip(self, request: Request) -> str:
-        """The client's address: the peer, or what a trusted proxy says (shared.client_address)."""
-        return client_ip(request, self.trusted_proxies)
+        """The client's address: the peer, or what a trusted proxy says (shared.client_address).
+
+        A peer presenting the internal secret is a platform component acting for a browser (the
+        portal): the address it forwards is the client, so that client's failures are counted
+        against the client and never against the component every user shares.
+        """
+        return client_ip(request, self.trusted_proxies, peer_vouched=self.is_internal_call(request))
+
+    def is_internal_call(self, request: Request) -> bool:
+        """Whether the request carries the internal service secret (constant-time)."""
+        presented = request.headers.get(INTERNAL_TOKEN_HEADER)
+        return presented is not None and digests_equal(token_digest(presented), self._internal_digest)
 
     def _refuse_if_limited(self, request: Request) -> None:
         ip = self.client_ip(request)

@@ -6,6 +6,13 @@ the right: each hop a trusted proxy added is skipped, and the first address no t
 for is the client. ``Forwarded``, ``X-Real-IP`` and the like are never read. Without this rule anyone
 could pick the address their failed logins are counted against, or get someone else's counted.
 
+A platform component that acts for a browser (the portal) is a proxy too, but not one named by its
+address (a container's address is not known in advance): it proves itself with the internal secret
+(``X-Internal-Token``, checked by ``shared.auth.AuthGuard``) and names the browser in
+``X-Forwarded-For``; ``peer_vouched`` then treats the peer as trusted. Without it every failed login
+through the portal would count against the portal's address, and a few bad tokens would lock every
+portal user out.
+
 uvicorn must not rewrite the peer itself (its ``proxy_headers``, on by default for 127.0.0.1):
 ``shared.http.server_config`` turns that off, so the rule above is the only one.
 """
@@ -45,10 +52,13 @@ def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None, prox
     return address is not None and any(address.version == p.version and address in p for p in proxies)
 
 
-def client_ip(connection: HTTPConnection, proxies: tuple[IPNetwork, ...] = ()) -> str:
-    """The client's address (see the module docstring); "unknown" when the server gives no peer."""
+def client_ip(connection: HTTPConnection, proxies: tuple[IPNetwork, ...] = (), *, peer_vouched: bool = False) -> str:
+    """The client's address (see the module docstring); "unknown" when the server gives no peer.
+
+    ``peer_vouched``: the peer proved it is a platform component, so its ``X-Forwarded-For`` counts.
+    """
     peer = connection.client.host if connection.client else "unknown"
-    if not _trusted(_address(peer), proxies):
+    if not peer_vouched and not _trusted(_address(peer), proxies):
         return peer
     hops = [h for value in connection.headers.getlist(FORWARDED_FOR) for h in value.split(",") if h.strip()]
     client = peer

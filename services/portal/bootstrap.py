@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.portal import i18n
@@ -30,6 +31,7 @@ from services.portal.sessions import PortalSession, SessionStore
 from services.portal.settings import PortalSettings
 from services.portal.views import ROUTERS
 from services.portal.web import EXCEPTION_HANDLERS, Portal, build_environment
+from shared.client_address import IPNetwork, client_ip
 from shared.db import Database
 from shared.limits import BodySizeLimit
 from shared.taxonomy import load_taxonomy
@@ -49,8 +51,9 @@ class RequestTiming:
     ``api`` the part of it spent waiting for services; ``make bench-portal`` reads both.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, proxies: tuple[IPNetwork, ...] = ()) -> None:
         self.app = app
+        self.proxies = proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,8 +62,9 @@ class RequestTiming:
         started = time.perf_counter()
         spans: list[tuple[float, float]] = []
         spans_token = api_spans.set(spans)
-        client = scope.get("client")
-        address_token = client_address.set(client[0] if client else None)
+        # The browser's address: the peer, or what a proxy named in BONDGENOOT_TRUSTED_PROXIES says.
+        address = client_ip(HTTPConnection(scope), self.proxies) if scope.get("client") else None
+        address_token = client_address.set(address)
 
         async def timed(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -97,7 +101,12 @@ def build(
     i18n.load_catalogues()
     db = Database(settings.database_url, tables=[PortalSession])
     store = SessionStore(db, secret=settings.secret, idle_s=settings.session_idle_s, max_s=settings.session_max_s)
-    services = Services(settings.service_urls(), timeout_s=settings.api_timeout_s, transport=transport)
+    services = Services(
+        settings.service_urls(),
+        timeout_s=settings.api_timeout_s,
+        internal_token=settings.internal_secret,
+        transport=transport,
+    )
     portal = Portal(settings, store, services, build_environment(), load_taxonomy())
 
     @asynccontextmanager
@@ -128,7 +137,7 @@ def build(
     app.add_middleware(SecurityHeaders, hsts=settings.cookies_secure)
     # Forms are parsed into memory: refuse a body over HTTP_MAX_BODY_BYTES before reading it (docs/limits.md).
     app.add_middleware(BodySizeLimit, max_bytes=settings.http_max_body_bytes)
-    app.add_middleware(RequestTiming)
+    app.add_middleware(RequestTiming, proxies=settings.proxies)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,static")
     return app, portal
 

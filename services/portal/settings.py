@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hmac
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
-from shared.auth import MIN_SECRET_LENGTH
+from shared.auth import DEV_INTERNAL_TOKEN, MIN_SECRET_LENGTH, secret_problems
+from shared.client_address import IPNetwork, parse_proxies
 from shared.settings import ServiceSettings, sqlite_url
 
 # Local development and tests only: BONDGENOOT_ENV=production refuses to start with it.
@@ -31,6 +34,19 @@ class PortalSettings(ServiceSettings):
     session_max_s: int = Field(12 * 3600, ge=60, validation_alias="PORTAL_SESSION_MAX")
     secure_cookies: bool | None = Field(None, validation_alias="PORTAL_SECURE_COOKIES")
     """Secure (HTTPS-only) cookies; by default on everywhere but BONDGENOOT_ENV=local."""
+    internal_token: SecretStr | None = Field(None, validation_alias="BONDGENOOT_INTERNAL_TOKEN")
+    """Sent with every service call, so the services believe the browser address the portal forwards
+    (failed authentications are counted per browser, not against the portal; docs/security.md)."""
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="BONDGENOOT_TRUSTED_PROXIES")
+    """Proxies in front of the portal whose X-Forwarded-For names the browser; none by default."""
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        parse_proxies(value)  # refuse a typo at start-up
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> PortalSettings:
@@ -41,7 +57,18 @@ class PortalSettings(ServiceSettings):
             raise ValueError("BONDGENOOT_ENV=production needs PORTAL_SECRET_KEY set to a random secret")
         if len(secret) < MIN_SECRET_LENGTH:
             raise ValueError(f"PORTAL_SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters")
+        problems = secret_problems("BONDGENOOT_INTERNAL_TOKEN", self.internal_token, DEV_INTERNAL_TOKEN)
+        if problems:
+            raise ValueError("BONDGENOOT_ENV=production: " + "; ".join(problems))
         return self
+
+    @property
+    def internal_secret(self) -> str:
+        return self.internal_token.get_secret_value() if self.internal_token else DEV_INTERNAL_TOKEN
+
+    @property
+    def proxies(self) -> tuple[IPNetwork, ...]:
+        return parse_proxies(self.trusted_proxies)
 
     @property
     def secret(self) -> bytes:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +31,8 @@ from services.alerts.delivery_models import AlertLogEntry, Delivery, DeliveryAtt
 from services.alerts.models import Alert, Subscription
 from services.alerts.removal import RemovedCompany
 from services.alerts.settings import AlertsSettings
+from services.portal.bootstrap import build as build_portal
+from services.portal.settings import PortalSettings
 from services.registry.bootstrap import build as build_registry
 from services.registry.settings import RegistrySettings
 from shared.auth import AuthGuard, AuthSettings
@@ -217,6 +221,39 @@ async def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(platform: P
     assert await me("203.0.113.10") == 401  # another client behind the proxy is not limited
     assert await me("1.2.3.4, 203.0.113.9") == 429  # the client cannot prepend its way out
     assert platform.registry.guard.limiter.retry_after("127.0.0.1") is None  # the proxy itself is not blamed
+
+
+async def test_failed_logins_through_the_portal_count_against_the_browser_not_the_portal(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """The portal calls the registry for every browser from one address; its forwarded word must count."""
+    _, _, token = await platform.register_company()
+    settings = PortalSettings(  # type: ignore[call-arg]
+        PORTAL_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'portal.db'}",
+        BONDGENOOT_ENV="local",
+        BONDGENOOT_REGISTRY_URL=platform.registry.url,
+        BONDGENOOT_ALERTS_URL=platform.alerts.url,
+    )
+    app, _ = build_portal(settings)
+
+    @asynccontextmanager
+    async def browser(address: str) -> AsyncIterator[httpx.AsyncClient]:
+        transport = httpx.ASGITransport(app=app, client=(address, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+            yield client
+
+    async def log_in(client: httpx.AsyncClient, presented: str) -> int:
+        form = (await client.get("/login")).text
+        csrf = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', form)
+        assert csrf, form
+        data = {"token": presented, "csrf_token": csrf.group(1), "next": ""}
+        return (await client.post("/login", data=data)).status_code
+
+    async with app.router.lifespan_context(app), browser("203.0.113.7") as mallory, browser("198.51.100.20") as alice:
+        answers = [await log_in(mallory, f"bgt_guessed-{n}") for n in range(FAILURE_LIMIT + 1)]
+        assert answers == [401] * FAILURE_LIMIT + [429]  # the guesser is limited ...
+        assert await log_in(alice, token) == 303  # ... everyone else behind the same portal is not
+        assert platform.registry.guard.limiter.retry_after("127.0.0.1") is None  # nor is the portal blamed
 
 
 # --------------------------------------------------------------------------- the live stream

@@ -201,6 +201,24 @@ def test_the_internal_secret_is_accepted_even_from_an_address_over_the_failure_l
     assert len(guard.limiter._events["10.0.0.9"]) == 2
 
 
+def test_failures_a_platform_component_forwards_count_against_its_browser_not_against_it() -> None:
+    """The portal forwards every browser's failed login; with the internal secret its word counts."""
+    guard = AuthGuard(admin_token=GOOD_ADMIN, internal_token=GOOD_INTERNAL, resolver=Tokens({}), failure_limit=2)
+
+    def via_portal(browser: str, secret: str | None) -> Request:
+        headers = [(b"x-forwarded-for", browser.encode())]
+        if secret is not None:
+            headers.append((b"x-internal-token", secret.encode()))
+        return Request(
+            {"type": "http", "method": "GET", "path": "/accounts/me", "headers": headers, "client": ("10.0.0.9", 1)}
+        )
+
+    assert guard.client_ip(via_portal("203.0.113.7", GOOD_INTERNAL)) == "203.0.113.7"
+    # Without the secret (or with a guess) the header is anyone's word: the peer is the client.
+    assert guard.client_ip(via_portal("203.0.113.7", None)) == "10.0.0.9"
+    assert guard.client_ip(via_portal("203.0.113.7", "a guess")) == "10.0.0.9"
+
+
 def test_the_limiter_forgets_clients_when_it_is_full() -> None:
     clock = Clock()
     limiter = FailureLimiter(1, max_keys=10, clock=clock)

@@ -44,3 +44,11 @@ def test_the_setting_takes_a_comma_separated_list_and_refuses_typos() -> None:
     assert AuthSettings().trusted_proxies == ()
     with pytest.raises(ValueError, match=r"proxy\.example"):
         AuthSettings(BONDGENOOT_TRUSTED_PROXIES="proxy.example")  # type: ignore[call-arg]
+
+
+def test_a_peer_that_proved_it_is_a_platform_component_names_the_client() -> None:
+    # The portal: not a proxy by address, but it presented the internal secret (shared.auth decides).
+    assert client_ip(request("172.18.0.9", "203.0.113.9"), peer_vouched=True) == "203.0.113.9"
+    # What the browser made up in front of the portal's own entry does not move it.
+    assert client_ip(request("172.18.0.9", "1.2.3.4, 203.0.113.9"), peer_vouched=True) == "203.0.113.9"
+    assert client_ip(request("172.18.0.9"), peer_vouched=True) == "172.18.0.9"

@@ -377,6 +377,8 @@ def test_the_portal_talks_to_every_service_and_keeps_sessions_in_its_own_databas
     assert portal["command"] == ["python", "-m", "services.portal"]
     assert "8000:8000" in [str(p) for p in portal["ports"]]
     assert env["BONDGENOOT_ENV"] == "production" and str(env["PORTAL_SECRET_KEY"]).startswith("${PORTAL_SECRET_KEY:?")
+    # With the internal secret the services believe the browser address it forwards (docs/security.md).
+    assert str(env["BONDGENOOT_INTERNAL_TOKEN"]).startswith("${BONDGENOOT_INTERNAL_TOKEN:?")
     assert urlsplit(str(env["PORTAL_DATABASE_URL"])).path == "/portal"
     for name, port in APP_SERVICES.items():
         assert env[f"BONDGENOOT_{name.upper()}_URL"] == f"http://{name}:{port}"

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from services.portal.clients.base import Json, ServiceClient
+from shared.auth import INTERNAL_TOKEN_HEADER
 
 
 class Registry(ServiceClient):
@@ -157,10 +158,21 @@ class Consortia(ServiceClient):
 class Services:
     """The six clients over one shared connection pool."""
 
-    def __init__(self, urls: dict[str, str], *, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        urls: dict[str, str],
+        *,
+        timeout_s: float,
+        internal_token: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        # The internal secret proves to the services that the X-Forwarded-For the portal sends is its
+        # word for the browser's address (shared.client_address): without it a browser's failed logins
+        # would count against the portal's address and lock every portal user out.
         self.http = httpx.AsyncClient(
             timeout=timeout_s,
             transport=transport,
+            headers={INTERNAL_TOKEN_HEADER: internal_token} if internal_token else None,
             trust_env=False,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )

@@ -188,3 +188,17 @@ def test_a_form_over_the_body_limit_is_refused_before_it_is_read(client: TestCli
     streamed = client.post("/login", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"})
     assert streamed.status_code == 413
     assert fake.seen == []  # nothing reached a service
+
+
+def test_production_refuses_the_default_internal_token() -> None:
+    """Without a real internal secret the services would ignore the browser address the portal names."""
+    strong = "k" * 40
+    with pytest.raises(ValueError, match="BONDGENOOT_INTERNAL_TOKEN"):
+        PortalSettings(BONDGENOOT_ENV="production", PORTAL_DATABASE_URL="postgresql://x/y", PORTAL_SECRET_KEY=strong)  # type: ignore[call-arg]
+    ok = PortalSettings(  # type: ignore[call-arg]
+        BONDGENOOT_ENV="production",
+        PORTAL_DATABASE_URL="postgresql://x/y",
+        PORTAL_SECRET_KEY=strong,
+        BONDGENOOT_INTERNAL_TOKEN="i" * 40,
+    )
+    assert ok.internal_secret == "i" * 40
