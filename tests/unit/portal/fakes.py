@@ -229,6 +229,8 @@ class FakeServices:
                 row = {**body, "active": True, "created_at": NOW, "updated_at": NOW}
                 if m[2] == "webhook":
                     row["secret"] = "whsec_shown_once"
+                else:  # a new address waits for its owner's confirmation (services/alerts/confirmation.py)
+                    row |= {"confirmed": False, "confirmation_sent_at": None, "confirmation_error": None}
                 assert self.subscription is not None
                 self.subscription["channels"][m[2]] = row
                 return httpx.Response(200, json=row)

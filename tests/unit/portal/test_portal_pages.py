@@ -186,3 +186,22 @@ def test_a_lead_invites_a_whole_proposal_in_one_click_and_a_second_click_changes
         assert r.status_code == 303, r.text
     assert [(i["company_id"], i["message"]) for i in draft["invitations"]] == [(COMPANY_ID, "All of you")]
     assert "Invite a whole proposal" not in client.get(f"/consortia/{draft['id']}").text  # everyone is invited
+
+
+def test_an_email_address_shows_it_waits_for_confirmation_until_it_is_confirmed(
+    client: TestClient, fake: FakeServices
+) -> None:
+    login(client, COMPANY_TOKEN)
+    form = client.get("/subscription").text
+    client.post("/subscription", data={"csrf_token": csrf_of(form), "domains": "space", "min_score": "0.2"})
+    form = client.get("/subscription").text
+    r = client.post("/subscription/email", data={"csrf_token": csrf_of(form), "address": "ops@acme.example"})
+    assert r.status_code == 303
+    page = client.get("/subscription").text
+    assert "Waiting for confirmation" in page and "Active: to" not in page
+    assert fake.subscription is not None
+    fake.subscription["channels"]["email"]["confirmation_error"] = "mail server refused: 550"
+    assert "could not be sent yet: mail server refused: 550" in client.get("/subscription").text
+    fake.subscription["channels"]["email"] |= {"confirmed": True, "confirmation_error": None}
+    page = client.get("/subscription").text
+    assert "Active: to ops@acme.example" in page and "Waiting for confirmation" not in page
