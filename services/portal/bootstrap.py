@@ -33,6 +33,7 @@ from services.portal.views import ROUTERS
 from services.portal.web import EXCEPTION_HANDLERS, Portal, build_environment
 from shared.client_address import IPNetwork, client_ip
 from shared.db import Database
+from shared.http import server_config
 from shared.limits import BodySizeLimit
 from shared.taxonomy import load_taxonomy
 from shared.telemetry import configure_tracing
@@ -147,11 +148,11 @@ def serve(app: FastAPI, portal: Portal) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s portal %(levelname)s %(name)s: %(message)s")
     # httpx logs every request URL at INFO; URLs carry no tokens, but one line per call is noise.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    config = uvicorn.Config(
+    # server_config: uvicorn's own X-Forwarded-For handling off; BONDGENOOT_TRUSTED_PROXIES decides (RequestTiming).
+    config = server_config(
         app,
         host=portal.settings.http_host,
         port=portal.settings.http_port,
-        log_level="warning",
         lifespan="on",
         # Live pages hold Server-Sent Event streams open: do not wait for them at shutdown.
         timeout_graceful_shutdown=2,

@@ -202,3 +202,28 @@ def test_production_refuses_the_default_internal_token() -> None:
         BONDGENOOT_INTERNAL_TOKEN="i" * 40,
     )
     assert ok.internal_secret == "i" * 40
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "browser"),
+    [
+        ("", "1.2.3.4", "198.51.100.7"),  # no proxy trusted: a browser's own header names nobody
+        ("198.51.100.7", "203.0.113.5", "203.0.113.5"),  # the portal sits behind a named proxy
+    ],
+)
+def test_service_calls_name_the_browser_and_prove_the_portal_with_the_internal_secret(
+    tmp_path: Path, fake: FakeServices, proxies: str, forwarded: str, browser: str
+) -> None:
+    settings = PortalSettings(  # type: ignore[call-arg]
+        PORTAL_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
+        BONDGENOOT_ENV="local",
+        BONDGENOOT_INTERNAL_TOKEN="i" * 40,
+        BONDGENOOT_TRUSTED_PROXIES=proxies,
+    )
+    app, _portal = build(settings, transport=fake.transport())
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("198.51.100.7", 50000), follow_redirects=False) as c:
+        c.headers["X-Forwarded-For"] = forwarded
+        login(c, COMPANY_TOKEN)
+    calls = [r for r in fake.seen if r.url.path == "/accounts/me"]
+    assert calls and all(r.headers["x-forwarded-for"] == browser for r in calls)
+    assert all(r.headers["x-internal-token"] == "i" * 40 for r in calls)
