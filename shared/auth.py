@@ -660,6 +660,27 @@ async def presented_token(
 PresentedToken = Annotated[str | None, Depends(presented_token)]
 
 
+def token_recheck(
+    request: Request, principal: Principal | None, token: str | None
+) -> Callable[[], Awaitable[str | None]]:
+    """For a long-lived response: is the token that opened it still valid and still this caller's?
+
+    Asked afresh at the registry (no cache); None to go on, or the reason to stop. When the registry
+    cannot answer, the response stops too: the client reconnects and is authenticated again.
+    """
+    auth = guard(request)
+
+    async def still_allowed() -> str | None:
+        try:
+            if principal is None or token is None or not await auth.still_valid(token, principal):
+                return "the token was revoked or no longer belongs to this account"
+        except AuthUnavailable:
+            return "the token cannot be re-checked right now; reconnect"
+        return None
+
+    return still_allowed
+
+
 async def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
     """The caller; 401 without a token."""
     if principal is None:

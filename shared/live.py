@@ -1,10 +1,26 @@
-"""Waking open Server-Sent Event streams when this process commits (alerts inbox, project suggestions)."""
+"""Long-lived Server-Sent Event streams (alerts inbox, project suggestions): waking them when this
+process commits, capping them per account, and re-checking their caller while they stay open.
+
+A stream outlives the token check that opened it. So it holds one of its account's slots
+(:func:`stream_slot`, at most ``max_per_account`` per process: 429 beyond) and asks
+:class:`Recheck` every auth-cache TTL whether its caller may still see it; when not, it sends
+``event: closed`` with the reason and ends (docs/security.md, "Long-lived responses").
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+
+from fastapi import HTTPException, status
+from fastapi.sse import ServerSentEvent
+
+from shared.auth import Principal
+
+StillAllowed = Callable[[], Awaitable[str | None]]
+"""Re-checks a stream's caller: None to go on, or the reason to close."""
 
 
 class TooManyStreams(RuntimeError):
@@ -50,3 +66,44 @@ class StreamHub:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
+
+
+@contextlib.contextmanager
+def stream_slot(hub: StreamHub, principal: Principal | None) -> Iterator[None]:
+    """Hold one of the caller's stream slots while the stream is open; 429 (``Retry-After``) when none is free."""
+    account = principal.account_id if principal is not None else "anonymous"
+    try:
+        hub.acquire(account)
+    except TooManyStreams as exc:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "5"}) from exc
+    try:
+        yield
+    finally:
+        hub.release(account)
+
+
+class Recheck:
+    """Asks ``still_allowed`` every ``every_s`` seconds while a stream is open.
+
+    A stream waits at most :meth:`wait_at_most` between looks, so a check is never late by more
+    than one database read; :meth:`closing` is the ``closed`` event to send when the answer is no.
+    """
+
+    def __init__(self, still_allowed: StillAllowed | None, every_s: float) -> None:
+        self._ask = still_allowed
+        self.every_s = every_s
+        self._loop = asyncio.get_running_loop()
+        self._due = self._loop.time() + every_s
+
+    def wait_at_most(self, poll_interval_s: float) -> float:
+        if self._ask is None:
+            return poll_interval_s
+        return max(0.0, min(poll_interval_s, self._due - self._loop.time()))
+
+    async def closing(self) -> ServerSentEvent | None:
+        """``event: closed`` with the reason when the caller may no longer see the stream; None to go on."""
+        if self._ask is None or self._loop.time() < self._due:
+            return None
+        reason = await self._ask()
+        self._due = self._loop.time() + self.every_s
+        return None if reason is None else ServerSentEvent(event="closed", data={"reason": reason})

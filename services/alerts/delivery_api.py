@@ -38,12 +38,12 @@ from services.alerts.delivery_models import (
 from services.alerts.destination import DestinationRefused
 from services.alerts.models import UUID_PATTERN, Subscription
 from services.alerts.removal import is_removed
-from services.alerts.stream import StillAllowed, alert_events
+from services.alerts.stream import alert_events
 from shared.api_docs import errors
-from shared.auth import Access, AuthUnavailable, PresentedToken, Principal, check, guard, require
+from shared.auth import Access, PresentedToken, Principal, check, guard, require, token_recheck
 from shared.http import Page, PageDep
 from shared.limits import MAX_DB_BIGINT
-from shared.live import StreamHub, TooManyStreams
+from shared.live import StillAllowed, StreamHub, stream_slot
 from shared.outbox import UnitOfWorkFactory
 
 router = APIRouter()
@@ -331,28 +331,17 @@ def _limit_redeliveries(service: DeliveryService, principal: Principal | None) -
 
 async def _stream_slot(request: Request, principal: OwnCompanyCaller) -> AsyncIterator[None]:
     """One of the account's ``ALERTS_STREAM_MAX_PER_ACCOUNT`` stream slots, held while the stream is open."""
-    account = principal.account_id if principal is not None else "anonymous"
-    hub = _hub(request)
-    try:
-        hub.acquire(account)
-    except TooManyStreams as exc:
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "5"}) from exc
-    try:
+    with stream_slot(_hub(request), principal):
         yield
-    finally:
-        hub.release(account)
 
 
 def _stream_check(request: Request, company_id: str, principal: Principal | None, token: str | None) -> StillAllowed:
     """What an open stream asks every auth-cache TTL: is the token still this caller's, the company still there?"""
-    auth = guard(request)
+    token_still_valid = token_recheck(request, principal, token)
 
     async def still_allowed() -> str | None:
-        try:
-            if principal is None or token is None or not await auth.still_valid(token, principal):
-                return "the token was revoked or no longer belongs to this account"
-        except AuthUnavailable:
-            return "the token cannot be re-checked right now; reconnect with Last-Event-ID"
+        if (reason := await token_still_valid()) is not None:
+            return reason
         async with _uow(request)() as uow:
             if await is_removed(uow, company_id):
                 return "the company was removed"

@@ -8,16 +8,15 @@ its cursor (the last number sent) to resume without losing or repeating an alert
 New alerts are picked up when this process commits (the unit-of-work commit hook wakes the streams)
 and, for alerts committed by another replica, by polling every ``ALERTS_STREAM_POLL_INTERVAL`` seconds.
 
-A stream outlives the token check that opened it, so it asks again: every ``recheck_s`` seconds (the
-auth cache TTL) ``still_allowed`` decides whether it may go on; when not, the stream sends a
-``closed`` event with the reason and ends. Each account may hold ``ALERTS_STREAM_MAX_PER_ACCOUNT``
-streams open in one process (:meth:`shared.live.StreamHub.acquire`).
+A stream outlives the token check that opened it, so it asks again (:class:`shared.live.Recheck`):
+every ``recheck_s`` seconds (the auth cache TTL) ``still_allowed`` decides whether it may go on; when
+not, the stream sends a ``closed`` event with the reason and ends. Each account may hold
+``ALERTS_STREAM_MAX_PER_ACCOUNT`` streams open in one process (:func:`shared.live.stream_slot`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from fastapi.sse import ServerSentEvent
 from sqlalchemy import func
@@ -25,7 +24,7 @@ from sqlmodel import col, select
 
 from services.alerts.delivery_models import AlertLogEntry
 from services.alerts.models import Alert, AlertPublic
-from shared.live import StreamHub
+from shared.live import Recheck, StillAllowed, StreamHub
 from shared.outbox import UnitOfWorkFactory
 
 BATCH = 100
@@ -34,10 +33,6 @@ RECONNECT_MS = 2000
 
 class StreamedAlert(AlertPublic):
     seq: int
-
-
-StillAllowed = Callable[[], Awaitable[str | None]]
-"""Re-checks a stream's caller: None to go on, or the reason to close."""
 
 
 async def latest_seq(uow_factory: UnitOfWorkFactory, company_id: str) -> int:
@@ -88,25 +83,21 @@ async def alert_events(
     before the first alert still resumes from the right place. Every ``recheck_s`` seconds
     ``still_allowed`` is asked; a reason to stop ends the stream with a ``closed`` event.
     """
-    loop = asyncio.get_running_loop()
+    recheck = Recheck(still_allowed, recheck_s)
     if after is None:
         cursor = await latest_seq(uow_factory, company_id)
         yield ServerSentEvent(event="ready", id=str(cursor), data={"after": cursor}, retry=RECONNECT_MS)
     else:
         cursor = after
         yield ServerSentEvent(event="ready", data={"after": cursor}, retry=RECONNECT_MS)
-    next_check = loop.time() + recheck_s
     while True:
-        if still_allowed is not None and loop.time() >= next_check:
-            reason = await still_allowed()
-            if reason is not None:
-                yield ServerSentEvent(event="closed", data={"reason": reason})
-                return
-            next_check = loop.time() + recheck_s
+        if (closing := await recheck.closing()) is not None:
+            yield closing
+            return
         seen = hub.version
         batch = await alerts_after(uow_factory, company_id, cursor)
         for alert in batch:
             yield ServerSentEvent(event="alert", id=str(alert.seq), raw_data=alert.model_dump_json())
             cursor = alert.seq
         if len(batch) < BATCH:
-            await hub.wait(seen, max(0.0, min(poll_interval_s, next_check - loop.time())))
+            await hub.wait(seen, recheck.wait_at_most(poll_interval_s))

@@ -20,9 +20,9 @@ from services.projects.models import (
     SuggestionsPublic,
 )
 from shared.api_docs import errors
-from shared.auth import Access, OptionalPrincipal, Principal, forbidden, require
+from shared.auth import Access, OptionalPrincipal, PresentedToken, Principal, forbidden, guard, require, token_recheck
 from shared.http import Page, PageDep
-from shared.live import StreamHub
+from shared.live import Recheck, StreamHub, stream_slot
 from shared.outbox import UnitOfWorkFactory
 from shared.validation import EntityIdPath
 
@@ -135,6 +135,7 @@ async def list_projects(
 
 
 _insight = [Depends(require(Access.PROJECT_INSIGHT, owner=_owns_project))]
+InsightCaller = Annotated[Principal | None, Depends(require(Access.PROJECT_INSIGHT, owner=_owns_project))]
 
 
 @router.get(
@@ -190,30 +191,46 @@ async def _insight_version_or_404(project_id: EntityIdPath, request: Request) ->
     return seen
 
 
+async def _stream_slot(request: Request, principal: InsightCaller) -> AsyncIterator[None]:
+    """One of the account's ``PROJECTS_STREAM_MAX_PER_ACCOUNT`` stream slots, held while the stream is open."""
+    with stream_slot(request.app.state.stream_hub, principal):
+        yield
+
+
 @router.get(
     "/projects/{project_id}/suggestions/stream",
     response_class=EventSourceResponse,
     tags=["suggestions"],
-    dependencies=_insight,
-    responses=errors(404),
+    responses=errors(404, 429, d429="The account has its maximum of open streams"),
 )
 async def project_insight_stream(
-    project_id: EntityIdPath, request: Request, seen: Annotated[str, Depends(_insight_version_or_404)]
+    project_id: EntityIdPath,
+    request: Request,
+    principal: InsightCaller,
+    token: PresentedToken,
+    seen: Annotated[str, Depends(_insight_version_or_404)],
+    _slot: Annotated[None, Depends(_stream_slot)],
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: ``ready``, then ``changed`` whenever newer suggestions or proposals are stored.
 
     It carries no data of its own: read ``…/suggestions`` and ``…/consortia`` on ``changed``. Wakes on
     this process's commits and re-checks every ``PROJECTS_STREAM_POLL_INTERVAL`` seconds (replicas).
+    The token is checked again every ``AUTH_CACHE_TTL`` seconds: after a revocation the stream sends
+    ``event: closed`` with the reason and ends.
     """
     uow_factory = _uow(request)
     hub: StreamHub = request.app.state.stream_hub
     interval = request.app.state.runtime.settings.stream_poll_interval_s
+    recheck = Recheck(token_recheck(request, principal, token), max(1.0, guard(request).token_ttl_s))
     yield ServerSentEvent(event="ready", data={"version": seen}, retry=2000)
     while True:
+        if (closing := await recheck.closing()) is not None:
+            yield closing
+            return
         version_before = hub.version
         async with uow_factory() as uow:
             current = await domain.insight_version(uow, project_id=project_id)
         if current != seen:
             seen = current
             yield ServerSentEvent(event="changed", data={"version": current})
-        await hub.wait(version_before, interval)
+        await hub.wait(version_before, recheck.wait_at_most(interval))

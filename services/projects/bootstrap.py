@@ -23,7 +23,7 @@ SUGGESTIONS_GROUP = "projects.suggestions"
 def build(settings: ProjectsSettings | None = None) -> tuple[FastAPI, ServiceRuntime]:
     settings = settings or ProjectsSettings()
     runtime = ServiceRuntime(NAME, settings, tables=[Project, ProjectSuggestions, ProjectConsortia])
-    hub = StreamHub()
+    hub = StreamHub(max_per_account=settings.stream_max_per_account)
 
     async def wake_streams(_: CloudEvent) -> None:
         hub.notify()  # new suggestions or proposals are durable: open streams look again

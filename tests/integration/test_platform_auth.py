@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ from services.alerts.removal import RemovedCompany
 from services.alerts.settings import AlertsSettings
 from services.portal.bootstrap import build as build_portal
 from services.portal.settings import PortalSettings
+from services.projects.bootstrap import build as build_projects
+from services.projects.settings import ProjectsSettings
 from services.registry.bootstrap import build as build_registry
 from services.registry.settings import RegistrySettings
 from shared.auth import AuthGuard, AuthSettings
@@ -298,6 +300,72 @@ async def test_concurrent_streams_per_account_are_capped(platform: Platform) -> 
     await wait_for(lambda: not platform.alerts.app.state.alert_stream.open, timeout=10, what="slots released")
     async with alerts.stream("GET", url, headers=bearer(token)) as again:
         assert again.status_code == 200
+
+
+@pytest.fixture
+async def projects(platform: Platform, databases: Databases, kafka_settings: KafkaSettings) -> AsyncIterator[Served]:
+    """The projects service, introspecting at the platform's registry (its insight stream is long-lived too)."""
+    port = free_port()
+    with env(BONDGENOOT_REGISTRY_URL=platform.registry.url, AUTH_CACHE_TTL=str(TOKEN_TTL_S)):
+        built = build_projects(
+            ProjectsSettings(
+                PROJECTS_DATABASE_URL=databases.create("projects"),  # type: ignore[call-arg]
+                OUTBOX_POLL_INTERVAL=0.1,
+                PROJECTS_STREAM_POLL_INTERVAL=0.2,
+                PROJECTS_STREAM_MAX_PER_ACCOUNT=2,
+                kafka=kafka_settings,
+            )
+        )
+    async with serve(*built, port) as served:
+        yield served
+
+
+async def test_a_project_stream_closes_after_its_token_is_revoked_and_is_capped_per_account(
+    platform: Platform, projects: Served
+) -> None:
+    admin = {"Authorization": f"Bearer {AuthSettings().admin_secret}"}
+    institute = f"Lab {uuid.uuid4().hex[:8]}"
+    created = await platform.registry.client.post(
+        "/accounts", json={"role": "institute", "name": institute}, headers=admin
+    )
+    assert created.status_code == 201, created.text
+    account_id, token = created.json()["id"], created.json()["api_token"]
+    body = {
+        "title": "Acoustic detection of small drones",
+        "summary": "Passive acoustic arrays to detect and classify small UAS in urban areas.",
+        "programme": "FSDB",
+        "institute": institute,
+        "domains": ["aviation-counter-uas"],
+        "sought_capabilities": ["MEMS microphone arrays"],
+        "deadline": (datetime.now(UTC).date() + timedelta(days=60)).isoformat(),
+        "partners_wanted": 3,
+        "contact_email": "pi@lab.example",
+    }
+    posted = await projects.client.post("/projects", json=body, headers=bearer(token))
+    assert posted.status_code == 201, posted.text
+    url = f"/projects/{posted.json()['id']}/suggestions/stream"
+    hub = projects.app.state.stream_hub
+
+    async with projects.client.stream("GET", url, headers=bearer(token)) as first:
+        first_lines = first.aiter_lines()
+        (ready,) = await next_events(first_lines, 1)
+        assert ready.event == "ready"
+        async with projects.client.stream("GET", url, headers=bearer(token)) as second:
+            second_lines = second.aiter_lines()  # held: a dropped line iterator closes the connection
+            await next_events(second_lines, 1)
+            assert hub.open == {account_id: 2}
+            third = await projects.client.get(url, headers=bearer(token))
+            assert third.status_code == 429 and "2 open streams" in third.text
+            # Re-checks of a valid token keep the streams open; a revocation closes them.
+            await asyncio.sleep(TOKEN_TTL_S * 2.5)
+            assert hub.open == {account_id: 2}
+            revoked = await platform.registry.client.delete(f"/accounts/{account_id}/tokens", headers=bearer(token))
+            assert revoked.status_code == 204
+            (closed,) = await next_events(first_lines, 1, timeout=TOKEN_TTL_S * 3 + 5)
+            assert closed.event == "closed" and "revoked" in closed.data
+            with pytest.raises(StopAsyncIteration):
+                await asyncio.wait_for(anext(first_lines), 5)
+    await wait_for(lambda: not hub.open, timeout=10, what="slots released")
 
 
 # --------------------------------------------------------------------------- removing a company
