@@ -217,11 +217,16 @@ class WebhookTestResult(BaseModel):
     "/subscriptions/{company_id}/channels/webhook/test",
     response_model=WebhookTestResult,
     tags=["channels"],
-    dependencies=OwnCompany,
-    responses=errors(404),
+    responses=errors(404, 429, d429="The account sent its maximum of redeliveries and webhook tests this minute"),
 )
-async def test_webhook_channel(company_id: CompanyIdPath, request: Request) -> WebhookTestResult:
-    """Send one signed test event to the webhook now and say what the receiver answered (not a delivery)."""
+async def test_webhook_channel(
+    company_id: CompanyIdPath, request: Request, principal: OwnCompanyCaller
+) -> WebhookTestResult:
+    """Send one signed test event to the webhook now and say what the receiver answered (not a delivery).
+
+    Counts, like a redelivery, against the account's ``ALERTS_REDELIVER_LIMIT`` sends per minute.
+    """
+    _limit_sends(_service(request), principal)
     async with _uow(request)() as uow:
         try:
             outcome = await domain.send_test_webhook(uow, _service(request).sender, company_id=company_id.lower())
@@ -297,7 +302,7 @@ async def redeliver(
 
     Limited to ``ALERTS_REDELIVER_LIMIT`` calls per account per minute.
     """
-    _limit_redeliveries(_service(request), principal)
+    _limit_sends(_service(request), principal)
     async with _uow(request)() as uow:
         try:
             row, _ = await domain.get_delivery(uow, delivery_id=delivery_id.lower())
@@ -313,14 +318,15 @@ async def redeliver(
     return Redelivery(delivery=_delivery(row), job_id=job_id)
 
 
-def _limit_redeliveries(service: DeliveryService, principal: Principal | None) -> None:
-    """Every redeliver call counts against the caller's account; over the limit: 429 with Retry-After."""
+def _limit_sends(service: DeliveryService, principal: Principal | None) -> None:
+    """Every send on demand (redeliver, webhook test) counts against the caller's account; over the limit:
+    429 with Retry-After. Without it an account could make the platform POST at any public URL at will."""
     account = principal.account_id if principal is not None else "anonymous"
     wait = service.redeliveries.retry_after(account)
     if wait is not None:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            f"at most {service.redeliveries.limit} redeliveries per minute; try again later",
+            f"at most {service.redeliveries.limit} redeliveries and webhook tests per minute; try again later",
             headers={"Retry-After": str(int(wait) + 1)},
         )
     service.redeliveries.record(account)

@@ -61,7 +61,10 @@ class AlertsSettings(ServiceSettings):
         "tests): e.g. '127.0.0.1,receiver.lan,10.0.0.0/8'. Empty: public addresses only",
     )
     redeliver_limit: int = Field(
-        30, ge=1, validation_alias="ALERTS_REDELIVER_LIMIT", description="Redeliveries per account per minute"
+        30,
+        ge=1,
+        validation_alias="ALERTS_REDELIVER_LIMIT",
+        description="Sends on demand (redeliveries and webhook tests) per account per minute",
     )
     delivery_workers: int = Field(
         3,

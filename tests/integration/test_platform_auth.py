@@ -509,3 +509,21 @@ async def test_redelivery_is_limited_per_account(platform: Platform) -> None:
     assert answers == [409, 409, 409, 429]
     other = await alerts.post(f"/deliveries/{twos}/redeliver", headers=bearer(two_token))
     assert other.status_code == 409  # the other account is not limited (only told to force)
+
+
+async def test_webhook_tests_count_against_the_same_per_account_limit(platform: Platform) -> None:
+    """A webhook test is a POST on demand to a URL the account chose: limited like a redelivery."""
+    one, _, token = await platform.register_company()
+    alerts = platform.alerts.client
+    assert (await alerts.put(f"/subscriptions/{one}", json={}, headers=bearer(token))).status_code == 200
+    hook = {"url": "http://127.0.0.1:9/hook"}  # allowed in these tests; nothing listens
+    assert (
+        await alerts.put(f"/subscriptions/{one}/channels/webhook", json=hook, headers=bearer(token))
+    ).status_code == 200
+    test = f"/subscriptions/{one}/channels/webhook/test"
+    answers = [await alerts.post(test, headers=bearer(token)) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200] and not answers[0].json()["ok"]
+    limited = await alerts.post(test, headers=bearer(token))
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+    delivered = await _delivered(platform, one)
+    assert (await alerts.post(f"/deliveries/{delivered}/redeliver", headers=bearer(token))).status_code == 429
