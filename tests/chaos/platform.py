@@ -191,6 +191,8 @@ class ChaosPlatform:
             "ALERTS_RETRY_DELAYS": "1,3,9",
             "ALERTS_DELIVERY_WORKERS": "2",
             "ALERTS_WEBHOOK_TIMEOUT": "5",
+            # The webhook receiver listens on 127.0.0.1: inside addresses are refused unless allowed (docs/security.md).
+            "ALERTS_WEBHOOK_ALLOW": "127.0.0.1",
             # Ten suggestions per target (the default is 20) halves the alert fan-out the 2 shared cores must carry.
             "MATCHING_TOP_N": "10",
             "HTTP_PORT": "0",
