@@ -95,6 +95,7 @@ bench: venv
 	$(PYTHON) -m bench.pipeline
 	$(PYTHON) -m bench.core_flow
 	$(PYTHON) -m bench.alerts_webhook
+	$(PYTHON) -m bench.webhook_guard
 
 ## Alert → webhook delivered at RATE alerts/s over ALERTS alerts: one JSON line (services/alerts/README.md)
 RATE ?= 100
