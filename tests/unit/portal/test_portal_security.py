@@ -205,15 +205,16 @@ def test_production_refuses_the_default_internal_token() -> None:
 
 
 @pytest.mark.parametrize(
-    ("proxies", "forwarded", "browser"),
+    ("proxies", "forwarded", "named"),
     [
         ("", "1.2.3.4", "198.51.100.7"),  # no proxy trusted: a browser's own header names nobody
         ("198.51.100.7", "203.0.113.5", "203.0.113.5"),  # the portal sits behind a named proxy
     ],
 )
 def test_service_calls_name_the_browser_and_prove_the_portal_with_the_internal_secret(
-    tmp_path: Path, fake: FakeServices, proxies: str, forwarded: str, browser: str
+    tmp_path: Path, fake: FakeServices, proxies: str, forwarded: str, named: str
 ) -> None:
+    # (Not "browser": that name is pytest-playwright's fixture, and would start its event loop here.)
     settings = PortalSettings(  # type: ignore[call-arg]
         PORTAL_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
         BONDGENOOT_ENV="local",
@@ -225,5 +226,5 @@ def test_service_calls_name_the_browser_and_prove_the_portal_with_the_internal_s
         c.headers["X-Forwarded-For"] = forwarded
         login(c, COMPANY_TOKEN)
     calls = [r for r in fake.seen if r.url.path == "/accounts/me"]
-    assert calls and all(r.headers["x-forwarded-for"] == browser for r in calls)
+    assert calls and all(r.headers["x-forwarded-for"] == named for r in calls)
     assert all(r.headers["x-internal-token"] == "i" * 40 for r in calls)
