@@ -360,7 +360,7 @@ def _stream_check(request: Request, company_id: str, principal: Principal | None
     "/companies/{company_id}/alerts/stream",
     response_class=EventSourceResponse,
     tags=["alerts"],
-    responses={429: {"description": "The account has its maximum of open streams"}},
+    responses=errors(429, d429="The account has its maximum of open streams"),
 )
 async def alert_stream(
     company_id: CompanyIdPath,

@@ -125,11 +125,7 @@ _CONFIRM_STATUS = {
 @router.get(
     "/confirm-email/{token}",
     response_class=HTMLResponse,
-    responses=_pages(
-        s400=_INVALID,
-        s409="The channel has another address now (a page that says so)",
-        s410="The link expired (a page that says so)",
-    ),
+    responses=_pages(s400=_INVALID),
 )
 async def confirm_page(token: Token, request: Request) -> HTMLResponse:
     """The link in a confirmation e-mail: a page with a button; nothing is confirmed by opening it."""
@@ -144,11 +140,7 @@ async def confirm_page(token: Token, request: Request) -> HTMLResponse:
 @router.post(
     "/confirm-email/{token}",
     response_class=HTMLResponse,
-    responses=_pages(
-        s400=_INVALID,
-        s409="The channel has another address now (a page that says so)",
-        s410="The link expired (a page that says so)",
-    ),
+    responses=_pages(s400=_INVALID),
 )
 async def confirm(token: Token, request: Request) -> HTMLResponse:
     """Confirm the address: from now on the company's alert e-mails go to it."""
