@@ -118,13 +118,26 @@ class Rates:
 LAG_LIMITS = {"matching": 4, "alerts.suggestions": 10, "alerts.deliveries": 60}
 
 
+# How long a subscription waits for its confirmation e-mail before it gives up on the e-mail channel.
+CONFIRMATION_WAIT_S = 60.0
+
+
 class Endpoints:
     """Where to send each service's requests (the first running replica, resolved per request)."""
 
-    def __init__(self, url_of: Callable[[str], str], *, admin_token: str, webhook_url: str) -> None:
+    def __init__(
+        self,
+        url_of: Callable[[str], str],
+        *,
+        admin_token: str,
+        webhook_url: str,
+        confirmation_token: Callable[[str], str | None],
+    ) -> None:
         self.url_of = url_of
         self.admin_token = admin_token
         self.webhook_url = webhook_url
+        # The SMTP sink's view of the confirmation e-mail sent to an address (e-mail channels need one).
+        self.confirmation_token = confirmation_token
 
 
 class Load:
@@ -265,9 +278,25 @@ class Load:
                 await asyncio.sleep(0.5)
             if what == "subscribe":
                 self.ledger.subscribed_at[company_id] = time.time()
+            elif what == "email":
+                # An address gets alerts only once confirmed: the channel counts from the confirmation.
+                if not await self._confirm(str(body["address"]), deadline=deadline):
+                    return False
+                self.ledger.channel_at[(company_id, what)] = time.time()
             else:
                 self.ledger.channel_at[(company_id, what)] = time.time()
         return True
+
+    async def _confirm(self, address: str, *, deadline: float | None) -> bool:
+        """Follow the link of the confirmation e-mail (POST, as its button does); True once confirmed."""
+        until = deadline if deadline is not None else time.monotonic() + CONFIRMATION_WAIT_S
+        while time.monotonic() < until:
+            token = self.endpoints.confirmation_token(address)
+            if token is not None and await self._request("confirm", "POST", "alerts", f"/confirm-email/{token}"):
+                return True
+            await asyncio.sleep(0.5)
+        self.ledger.fail("confirm: no confirmation in time")
+        return False
 
     async def update_company(self) -> None:
         ids = [c for c, e in self.companies.items() if not e["canary"]]

@@ -75,7 +75,12 @@ async def _run(config: RunConfig, work_dir: Path) -> Report:
             platform.logs,
         )
         load = Load(
-            Endpoints(platform.url, admin_token=platform.admin_token, webhook_url=platform.receiver.url),
+            Endpoints(
+                platform.url,
+                admin_token=platform.admin_token,
+                webhook_url=platform.receiver.url,
+                confirmation_token=platform.smtp.confirmation_token,
+            ),
             portal,
             rates=Rates(),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -113,13 +114,24 @@ class WebhookReceiver:
         self._server.server_close()
 
 
+# The link in the alerts service's confirmation e-mail (services/alerts/confirmation.py).
+_CONFIRM_LINK = re.compile(r"/confirm-email/([A-Za-z0-9_.~-]+)")
+
+
 class _MailHandler:
     def __init__(self, deliveries: Deliveries) -> None:
         self.deliveries = deliveries
+        self.confirmations: dict[str, str] = {}  # address → token of its latest confirmation e-mail
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content, policy=policy.default)
         now = time.time()
+        body = message.get_body(preferencelist=("plain",))
+        link = _CONFIRM_LINK.search(body.get_content() if body is not None else "")
+        if link is not None:
+            for address in envelope.rcpt_tos:
+                self.confirmations[str(address).lower()] = link.group(1)
+            return "250 OK"
         # One message can carry several deliveries (a digest); immediate mail carries one.
         for delivery_id in str(message.get("Bondgenoot-Delivery", "")).split(","):
             if delivery_id.strip():
@@ -133,12 +145,17 @@ class SmtpSink:
     def __init__(self, *, port: int) -> None:
         self.deliveries = Deliveries("email")
         self.port = port
-        self._controller = Controller(_MailHandler(self.deliveries), hostname="127.0.0.1", port=port)
+        self._handler = _MailHandler(self.deliveries)
+        self._controller = Controller(self._handler, hostname="127.0.0.1", port=port)
         self._started = False
 
     def start(self) -> None:
         self._controller.start()
         self._started = True
+
+    def confirmation_token(self, address: str) -> str | None:
+        """The token of the latest confirmation e-mail sent to ``address``, if one arrived."""
+        return self._handler.confirmations.get(address.lower())
 
     def stop(self) -> None:
         if self._started:

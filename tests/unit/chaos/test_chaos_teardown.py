@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,12 @@ def test_teardown_goes_on_past_a_service_that_will_not_stop(tmp_path: Path, monk
     def stuck() -> None:
         raise TimeoutError("alerts-1 did not exit")
 
+    def stops(name: str) -> Callable[[], None]:
+        return lambda: stopped.append(name)
+
     for name in ("registry", "alerts-1", "alerts-2"):
         svc = ServiceProcess(name, 0, {}, tmp_path / f"{name}.log")
-        monkeypatch.setattr(svc, "stop", stuck if name == "alerts-1" else lambda name=name: stopped.append(name))
+        monkeypatch.setattr(svc, "stop", stuck if name == "alerts-1" else stops(name))
         platform.services[name] = svc
     monkeypatch.setattr(platform.kafka, "down", lambda wipe: stopped.append("kafka"))
     monkeypatch.setattr(platform.pg, "stop", lambda: stopped.append("postgres"))
