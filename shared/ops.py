@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from shared.api_docs import errors
 from shared.auth import Access, require
 from shared.kafka import DLQ_SUFFIX
+from shared.limits import MAX_DB_INTEGER
 from shared.parking import ParkedNotFound, get_parked, list_parked
 from shared.settings import KafkaSettings
 
@@ -135,7 +136,9 @@ async def parked_events(
     responses=errors(404, d404="No parked event with this id"),
 )
 async def discard_parked_event(
-    parked_id: Annotated[int, Path(ge=1, le=2**62)], body: Discard, request: Request
+    parked_id: Annotated[int, Path(ge=1, le=MAX_DB_INTEGER)],  # parked_events.id is an INTEGER column
+    body: Discard,
+    request: Request,
 ) -> Discarded:
     """Give up a parked event: it goes to the DLQ (``discarded-from-park``) and its subject moves on."""
     runtime = request.app.state.runtime
