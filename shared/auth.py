@@ -355,6 +355,8 @@ ACCESS_TABLE: tuple[Endpoint, ...] = (
     Endpoint("consortia", "POST", "/invitations/{invitation_id}/decline", Access.INVITEE),
     Endpoint("consortia", "DELETE", "/invitations/{invitation_id}", Access.CONSORTIUM_LEAD, "withdraw (pending only)"),
     Endpoint("consortia", "GET", "/companies/{company_id}/invitations", Access.OWN_COMPANY),
+    Endpoint("consortia", "GET", "/projects/{project_id}/funnel", Access.OWN_PROJECT, "suggested → … → funded"),
+    Endpoint("consortia", "GET", "/companies/{company_id}/funnel", Access.OWN_COMPANY, "suggested → … → funded"),
     # every service (shared/ops.py)
     *(
         Endpoint(service, "GET", "/ops/dead-letters", Access.ADMIN, "records in the DLQs of what it consumes")

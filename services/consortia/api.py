@@ -15,11 +15,13 @@ from services.consortia.models import (
     ConsortiumRead,
     ConsortiumSummary,
     DeclineBody,
+    Funnel,
     Invitation,
     InvitationCreate,
     InvitationForInvitee,
     InvitationRead,
     OutcomeBody,
+    TargetView,
 )
 from shared.api_docs import errors
 from shared.auth import Access, Principal, require
@@ -258,6 +260,35 @@ async def withdraw(invitation_id: EntityIdPath, request: Request, principal: Inv
             raise _http(exc) from exc
         await _commit(uow)
         return domain.invitation_read(invitation, {})
+
+
+async def _posted_project(request: Request, principal: Principal) -> bool | None:
+    """A project belongs to the institute it names (as the projects service says, via projects.v1)."""
+    async with _uow(request)() as uow:
+        target = await uow.session.get(TargetView, ("project", str(request.path_params["project_id"])))
+        return None if target is None else principal.owns_institute(target.facts.get("institute"))
+
+
+@router.get("/projects/{project_id}/funnel", response_model=Funnel, tags=["outcomes"])
+async def project_funnel(
+    project_id: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(require(Access.OWN_PROJECT, owner=_posted_project))],
+) -> Funnel:
+    """How far this project's suggestions went: suggested, invited, accepted, submitted, funded organisations."""
+    async with _uow(request)() as uow:
+        return await domain.target_funnel(uow, target_type="project", target_id=project_id)
+
+
+@router.get("/companies/{company_id}/funnel", response_model=Funnel, tags=["outcomes"])
+async def company_funnel(
+    company_id: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(require(Access.OWN_COMPANY))],
+) -> Funnel:
+    """How far a company's suggestions went: targets it was suggested for, invited to, accepted, submitted, funded."""
+    async with _uow(request)() as uow:
+        return await domain.company_funnel(uow, company_id=company_id.lower())
 
 
 @router.get("/companies/{company_id}/invitations", response_model=list[InvitationForInvitee])

@@ -8,7 +8,7 @@ member's profile update shows at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlmodel import col, or_, select
 
@@ -19,6 +19,7 @@ from services.consortia.models import (
     ConsortiumCreate,
     ConsortiumRead,
     ConsortiumSummary,
+    Funnel,
     Invitation,
     InvitationCreate,
     InvitationForInvitee,
@@ -457,6 +458,56 @@ async def consortia_of(uow: UnitOfWork, *, lead_kind: str, lead_id: str) -> list
         )
         for c in rows
     ]
+
+
+SAID_YES: frozenset[str] = frozenset({"accepted", "left", "removed"})
+"""Invitation states that mean the company accepted at some point (it may have left since)."""
+SUBMITTED: frozenset[str] = frozenset({"submitted", "funded", "not_funded"})
+
+
+async def target_funnel(uow: UnitOfWork, *, target_type: str, target_id: str) -> Funnel:
+    """Suggested → invited → accepted → submitted → funded for one target, in distinct organisations."""
+    ranking = await uow.session.get(TargetRanking, (target_type, target_id))
+    rows = (
+        await uow.session.exec(
+            select(Invitation, Consortium).where(
+                Invitation.consortium_id == Consortium.id,
+                Consortium.target_type == target_type,
+                Consortium.target_id == target_id,
+            )
+        )
+    ).all()
+    members = [(i.company_id, c.status) for i, c in rows if i.status == "accepted"]
+    return Funnel(
+        suggested=len(ranking.company_ids) if ranking else 0,
+        invited=len({i.company_id for i, _ in rows}),
+        accepted=len({i.company_id for i, _ in rows if i.status in SAID_YES}),
+        submitted=len({cid for cid, status in members if status in SUBMITTED}),
+        funded=len({cid for cid, status in members if status == "funded"}),
+    )
+
+
+async def company_funnel(uow: UnitOfWork, *, company_id: str) -> Funnel:
+    """Suggested → invited → accepted → submitted → funded for one company, in distinct targets."""
+    rankings = (await uow.session.exec(select(TargetRanking))).all()
+    rows = (
+        await uow.session.exec(
+            select(Invitation, Consortium).where(
+                Invitation.consortium_id == Consortium.id, Invitation.company_id == company_id
+            )
+        )
+    ).all()
+
+    def targets(keep: Callable[[Invitation, Consortium], bool]) -> int:
+        return len({(c.target_type, c.target_id) for i, c in rows if keep(i, c)})
+
+    return Funnel(
+        suggested=sum(1 for r in rankings if company_id in r.company_ids),
+        invited=targets(lambda i, c: True),
+        accepted=targets(lambda i, c: i.status in SAID_YES),
+        submitted=targets(lambda i, c: i.status == "accepted" and c.status in SUBMITTED),
+        funded=targets(lambda i, c: i.status == "accepted" and c.status == "funded"),
+    )
 
 
 async def is_member(uow: UnitOfWork, *, consortium_id: str, company_id: str) -> bool:

@@ -221,6 +221,16 @@ class ConsortiumSummary(BaseModel):
     role: Literal["lead", "member"]
 
 
+class Funnel(BaseModel):
+    """How far suggestions went: each stage counts distinct organisations (per target) or targets (per company)."""
+
+    suggested: int
+    invited: int
+    accepted: int
+    submitted: int
+    funded: int
+
+
 class InvitationForInvitee(BaseModel):
     """What the invited company is told: who asks, for what, and with which words."""
 

@@ -79,5 +79,9 @@ def test_a_lead_invites_from_the_gaps_one_declines_one_accepts_and_the_rules_tur
     expect(page.locator("#rules-verdict")).to_contain_text("Every rule holds.")
     expect(page.locator(".invitation-status")).to_have_text(["Accepted", "Declined"])  # in the order invited
     expect(page.get_by_text("No capacity")).to_be_visible()
+    page.goto(f"/projects/{project_id}")
+    expect(page.locator("#funnel div", has_text="Invited").locator("dd")).to_have_text("2")
+    expect(page.locator("#funnel div", has_text="Accepted").locator("dd")).to_have_text("1")
+    page.goto(draft_url)
     page.get_by_role("button", name="Nederlands").click()
     expect(page.locator("#rules-verdict")).to_contain_text("Aan elke regel is voldaan.")

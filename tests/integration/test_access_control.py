@@ -943,6 +943,23 @@ async def _company_invitations(w: World, caller: Actor, own: bool) -> Req:
     return Req("consortia", "GET", f"/companies/{company_id}/invitations", secrets=[marker], shown=[marker])
 
 
+@builds("consortia", "GET", "/projects/{project_id}/funnel", owned_by="institute")
+async def _project_funnel(w: World, caller: Actor, own: bool) -> Req:
+    return Req(
+        "consortia",
+        "GET",
+        f"/projects/{w.ids[f'p{project_n(own)}']}/funnel",
+        secrets=['"suggested"'],
+        shown=['"suggested"'],
+    )
+
+
+@builds("consortia", "GET", "/companies/{company_id}/funnel", owned_by="company")
+async def _company_funnel(w: World, caller: Actor, own: bool) -> Req:
+    _, company_id = _own_company_id(w, caller, own)
+    return Req("consortia", "GET", f"/companies/{company_id}/funnel", secrets=['"invited"'], shown=['"invited"'])
+
+
 def _dead_letters(service: str) -> Builder:
     async def build(w: World, caller: Actor, own: bool) -> Req:
         return Req(service, "GET", "/ops/dead-letters", secrets=['"total"'], shown=['"total":0'])

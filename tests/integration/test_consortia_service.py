@@ -343,3 +343,34 @@ async def test_a_members_profile_change_reaches_the_rule_check_without_touching_
     draft = await wait_for(eligibility, timeout=30, what="companies.v1 update reached the rule check")
     assert not draft["rules_passed"]
     assert {r["why"] for r in draft["rules"] if r["rule"] == "eligible_countries"} == {"not eligible: Audio Edge"}
+
+
+async def test_the_funnel_counts_suggested_invited_accepted_submitted_funded(world: World) -> None:
+    w = world
+    cid = (
+        await w.call("POST", "/consortia", "institute", {"target_type": "project", "target_id": w.project_id})
+    ).json()["id"]
+    ids = {}
+    for who in ("radar", "french"):
+        ids[who] = (
+            await w.call("POST", f"/consortia/{cid}/invitations", "institute", {"company_id": w.companies[who]})
+        ).json()["id"]
+    await w.call("POST", f"/invitations/{ids['radar']}/accept", "radar")
+    await w.call("POST", f"/invitations/{ids['french']}/decline", "french")
+    funnel = (await w.call("GET", f"/projects/{w.project_id}/funnel", "institute")).json()
+    assert funnel == {"suggested": 3, "invited": 2, "accepted": 1, "submitted": 0, "funded": 0}
+    for outcome in ("submitted", "funded"):
+        assert (await w.call("POST", f"/consortia/{cid}/outcome", "institute", {"status": outcome})).status_code == 200
+    funnel = (await w.call("GET", f"/projects/{w.project_id}/funnel", "institute")).json()
+    assert funnel == {"suggested": 3, "invited": 2, "accepted": 1, "submitted": 1, "funded": 1}
+    mine = {
+        who: (await w.call("GET", f"/companies/{w.companies[who]}/funnel", who)).json()
+        for who in ("radar", "french", "stranger")
+    }
+    assert mine == {
+        "radar": {"suggested": 1, "invited": 1, "accepted": 1, "submitted": 1, "funded": 1},
+        "french": {"suggested": 1, "invited": 1, "accepted": 0, "submitted": 0, "funded": 0},
+        "stranger": {"suggested": 0, "invited": 0, "accepted": 0, "submitted": 0, "funded": 0},
+    }
+    assert (await w.call("GET", f"/projects/{w.project_id}/funnel", "other_institute")).status_code == 403
+    assert (await w.call("GET", f"/companies/{w.companies['radar']}/funnel", "french")).status_code == 403

@@ -147,6 +147,12 @@ class Consortia(ServiceClient):
     async def invitations(self, company_id: str, *, token: str) -> list[Json]:
         return await self.call("GET", f"/companies/{company_id}/invitations", token=token)  # type: ignore[no-any-return]
 
+    async def project_funnel(self, project_id: str, *, token: str) -> Json:
+        return await self.call("GET", f"/projects/{project_id}/funnel", token=token)  # type: ignore[no-any-return]
+
+    async def company_funnel(self, company_id: str, *, token: str) -> Json:
+        return await self.call("GET", f"/companies/{company_id}/funnel", token=token)  # type: ignore[no-any-return]
+
     async def accept(self, invitation_id: str, *, token: str) -> Json:
         return await self.call("POST", f"/invitations/{invitation_id}/accept", token=token)  # type: ignore[no-any-return]
 

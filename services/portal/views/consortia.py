@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from services.portal.clients.base import Forbidden, Invalid, NotFound
+from services.portal.clients.base import Forbidden, Invalid, NotFound, Unavailable
 from services.portal.forms import text
 from services.portal.web import FormDep, Page, PageContext, need, redirect, render
 
@@ -29,6 +29,18 @@ def leads(page: PageContext, draft: dict[str, Any]) -> bool:
     if lead["kind"] == "company":
         return user.company_id == lead["id"]
     return user.institute == lead["id"]
+
+
+async def funnel_or_none(page: PageContext, *, project_id: str | None = None, company_id: str | None = None) -> Any:
+    """The funnel when this account may see it and the consortia service answers; the page shows without it."""
+    try:
+        if project_id is not None:
+            return await page.services.consortia.project_funnel(project_id, token=page.token or "")
+        if company_id is not None:
+            return await page.services.consortia.company_funnel(company_id, token=page.token or "")
+    except (Forbidden, NotFound, Unavailable):
+        return None
+    return None
 
 
 @router.post("/consortia/open")
@@ -149,7 +161,9 @@ async def invitations(page: Page) -> Response:
     if user.company_id is None:  # an admin has no company inbox
         return render(page, "pages/invitations.html", invitations=[])
     rows = await page.services.consortia.invitations(user.company_id, token=page.token or "")
-    return render(page, "pages/invitations.html", invitations=rows, note=page.request.query_params.get("note", ""))
+    funnel = await funnel_or_none(page, company_id=user.company_id)
+    note = page.request.query_params.get("note", "")
+    return render(page, "pages/invitations.html", invitations=rows, note=note, funnel=funnel)
 
 
 @router.post("/invitations/{invitation_id}/accept")

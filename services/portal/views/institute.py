@@ -14,6 +14,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from services.portal import i18n, labels
 from services.portal.clients.base import ApiError, Forbidden, Invalid, Unauthorized
 from services.portal.forms import FormState, add_row_pressed, many, number, optional, refused, text
+from services.portal.views.consortia import funnel_or_none
 from services.portal.web import FormDep, Page, PageContext, need, redirect, render
 
 log = logging.getLogger(__name__)
@@ -149,9 +150,11 @@ def consortium_tables(consortia: dict[str, Any] | None) -> list[dict[str, Any]]:
 async def project(project_id: str, page: Page) -> Response:
     details = await page.services.projects.get(project_id, token=page.token)
     suggestions, consortia = await _insight(page, project_id)
+    owner = page.user is not None and (page.user.is_admin or page.user.institute == details["institute"])
     return render(
         page,
         "pages/project.html",
+        funnel=await funnel_or_none(page, project_id=project_id) if owner else None,
         project=details,
         suggestions=suggestions,
         version=insight_version(suggestions, consortia),

@@ -302,6 +302,8 @@ class FakeServices:
             invitation = next(i for i in self.invitations() if i["id"] == m[1])
             invitation["status"] = "withdrawn"
             return httpx.Response(200, json=invitation)
+        if re.fullmatch(r"/(projects|companies)/([^/]+)/funnel", path):
+            return httpx.Response(200, json={"suggested": 7, "invited": 3, "accepted": 2, "submitted": 1, "funded": 1})
         if m := re.fullmatch(r"/consortia/([^/]+)/outcome", path):
             self.drafts[m[1]]["status"] = body["status"]
             return httpx.Response(200, json=self.drafts[m[1]])

@@ -205,3 +205,26 @@ def test_an_email_address_shows_it_waits_for_confirmation_until_it_is_confirmed(
     fake.subscription["channels"]["email"] |= {"confirmed": True, "confirmation_error": None}
     page = client.get("/subscription").text
     assert "Active: to ops@acme.example" in page and "Waiting for confirmation" not in page
+
+
+def test_the_funnel_shows_on_the_project_page_for_its_institute_and_on_a_companys_invitations(
+    client: TestClient, fake: FakeServices
+) -> None:
+    login(client, INSTITUTE_TOKEN)
+    form = client.get("/projects/new").text
+    data = {
+        "csrf_token": csrf_of(form),
+        "title": "Drone detection",
+        "summary": "Find drones",
+        "programme": "FSDB",
+        "domains": ["cybersecurity"],
+        "sought_capabilities": ["Radar"],
+        "partners_wanted": "3",
+        "contact_email": "lab@example.org",
+    }
+    project = client.post("/projects/new", data=data).headers["location"]
+    page = client.get(project).text
+    assert "From suggestion to funding" in page and "<dt>Suggested</dt><dd>7</dd>" in page
+    login(client, COMPANY_TOKEN)
+    assert "<dt>Funded</dt><dd>1</dd>" in client.get("/invitations").text
+    assert "From suggestion to funding" not in client.get(project).text  # not the company's project
