@@ -269,20 +269,22 @@ async def _posted_project(request: Request, principal: Principal) -> bool | None
         return None if target is None else principal.owns_institute(target.facts.get("institute"))
 
 
-@router.get("/projects/{project_id}/funnel", response_model=Funnel, tags=["outcomes"])
+@router.get("/projects/{project_id}/funnel", response_model=Funnel, tags=["outcomes"], responses=errors(404))
 async def project_funnel(
-    project_id: str,
+    project_id: EntityIdPath,
     request: Request,
     principal: Annotated[Principal, Depends(require(Access.OWN_PROJECT, owner=_posted_project))],
 ) -> Funnel:
     """How far this project's suggestions went: suggested, invited, accepted, submitted, funded organisations."""
     async with _uow(request)() as uow:
+        if await uow.session.get(TargetView, ("project", project_id)) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such project is known here (yet)")
         return await domain.target_funnel(uow, target_type="project", target_id=project_id)
 
 
 @router.get("/companies/{company_id}/funnel", response_model=Funnel, tags=["outcomes"])
 async def company_funnel(
-    company_id: str,
+    company_id: EntityIdPath,
     request: Request,
     principal: Annotated[Principal, Depends(require(Access.OWN_COMPANY))],
 ) -> Funnel:
