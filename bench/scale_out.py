@@ -46,7 +46,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.matching.generator import companies, targets
-from services.matching.domain import compute_ranking
+from services.matching.domain import compute_ranking, project_target
 from services.matching.engine import CompanyChange, MatchingEngine
 from services.matching.matcher import CompanyProfile, Target
 from shared.events.base import envelope
@@ -86,8 +86,9 @@ def company_event(profile: CompanyProfile) -> tuple[bytes, bytes]:
     return profile.id.encode(), envelope(data, source="registry", subject=profile.id).model_dump_json().encode()
 
 
-def project_event(target: Target, project_id: str) -> tuple[bytes, bytes]:
-    project = ProjectData(
+def project_data(target: Target, project_id: str) -> ProjectData:
+    """A generated target as the project the replicas are sent (every project names its institute)."""
+    return ProjectData(
         id=project_id,
         title=target.title,
         summary=target.description[:4000],
@@ -98,6 +99,10 @@ def project_event(target: Target, project_id: str) -> tuple[bytes, bytes]:
         partners_wanted=max(1, target.partners_wanted or 1),
         status="open",
     )
+
+
+def project_event(target: Target, project_id: str) -> tuple[bytes, bytes]:
+    project = project_data(target, project_id)
     ce = envelope(ProjectPosted(project=project), source="projects", subject=project_id)
     return project_id.encode(), ce.model_dump_json().encode()
 
@@ -294,7 +299,12 @@ def processed(process: ServiceProcess) -> int:
 
 
 def in_process(profiles: list[CompanyProfile], goals: list[Target]) -> dict[str, Any]:
-    """The same rankings (with consortium proposals) on one index in this process: no Kafka, no database."""
+    """The same rankings (with consortium proposals) on one index in this process: no Kafka, no database.
+
+    The same targets as the replicas rank: the generated ones as the projects they are posted as
+    (each names its institute, which the consortium proposal looks up among the companies).
+    """
+    goals = [project_target(project_data(t, f"baseline-{i:05d}")) for i, t in enumerate(goals)]
     engine = MatchingEngine(top_n=20)
     started = time.perf_counter()
     for i, profile in enumerate(profiles):
